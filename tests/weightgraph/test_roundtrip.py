@@ -1,0 +1,141 @@
+"""Bit-exact round trips over every layer family and connection pattern in ``zoo.CASES``."""
+
+import copy
+
+import pytest
+import torch
+
+import weightgraph as wg
+from tests.weightgraph.zoo import CASES
+
+pytest.importorskip("neuralop")
+
+
+def _tensors(module):
+    return {k: v for k, v in module.state_dict().items() if isinstance(v, torch.Tensor)}
+
+
+@pytest.fixture(scope="module", params=sorted(CASES))
+def case(request):
+    factory, example = CASES[request.param]
+    torch.manual_seed(0)
+    net = factory().eval()
+    x = example()
+    if any(isinstance(m, torch.nn.modules.batchnorm._NormBase) for m in net.modules()):
+        net.train()  # give BatchNorm non-trivial running statistics, then freeze them
+        with torch.no_grad():
+            net(*x)
+        net.eval()
+    return request.param, factory, net, x, wg.from_module(net, x)
+
+
+def test_state_dict_is_bit_exact(case):
+    _, _, net, _, g = case
+    ref, out = _tensors(net), wg.to_state_dict(g)
+    assert list(out) == list(ref)
+    for k in ref:
+        assert out[k].dtype == ref[k].dtype and out[k].shape == ref[k].shape, k
+        assert torch.equal(out[k], ref[k]), k
+
+
+def test_to_module_into_other_init_gives_identical_outputs(case):
+    name, factory, net, x, g = case
+    torch.manual_seed(1234)
+    template = factory().eval()
+    assert not torch.equal(template(*x), net(*x))
+    restored = wg.to_module(g, template)
+    with torch.no_grad():
+        assert torch.equal(restored(*x), net(*x)), name
+
+
+def test_zeroing_features_zeroes_every_parameter(case):
+    _, factory, net, _, g = case
+    zero = wg.WeightGraph.from_features(g.layout, {k: torch.zeros_like(v) for k, v in g.features.items()}, g.opaque)
+    restored = wg.to_module(zero, factory())
+    for name, p in restored.named_parameters():
+        assert not p.any(), f"{name} is not carried by the node features"
+    for name, b in restored.named_buffers():
+        if b.is_floating_point():
+            assert not b.any(), f"buffer {name} is not carried by the node features"
+
+
+def test_graph_owns_its_tensors(case):
+    _, _, net, _, g = case
+    before = copy.deepcopy(_tensors(net))
+    for k in g.node_types:
+        g[k].x.add_(1.0) if g[k].x.numel() else None
+    assert all(torch.equal(before[k], v) for k, v in _tensors(net).items())
+    for k in g.node_types:
+        g[k].x.sub_(1.0) if g[k].x.numel() else None
+
+
+def test_every_tensor_is_carried_exactly_once(case):
+    _, _, net, _, g = case
+    lay = g.layout
+    carried = [b.name for nt in lay.node_types for b in nt.blocks] + list(lay.opaque) + list(lay.aliases)
+    assert sorted(carried) == sorted(_tensors(net))
+    for k in lay.opaque:  # only integer counters are opaque in these models
+        assert not _tensors(net)[k].is_floating_point()
+
+
+def test_neuralop_rebuild_without_template():
+    from tests.weightgraph.zoo import neuralop_fno2d
+
+    torch.manual_seed(0)
+    net = neuralop_fno2d()
+    g = wg.from_module(net)
+    rebuilt = wg.to_module(g)
+    assert type(rebuilt) is type(net)
+    x = torch.randn(2, 2, 16, 16)
+    assert torch.equal(rebuilt(x), net(x))
+
+
+def test_tied_weights_stored_once():
+    from tests.weightgraph.zoo import Tied
+
+    net = Tied()
+    g = wg.from_module(net, (torch.randint(0, 13, (1, 4)),))
+    assert g.layout.aliases == {"head.weight": "emb.weight"}
+    names = [b.name for nt in g.layout.node_types for b in nt.blocks]
+    assert names.count("emb.weight") == 1 and "head.weight" not in names
+    sd = wg.to_state_dict(g)
+    assert sd["head.weight"] is sd["emb.weight"]
+    restored = wg.to_module(g, Tied())
+    assert restored.head.weight is restored.emb.weight
+
+
+def test_strict_false_carries_unsupported_tensors_opaquely():
+    lstm = torch.nn.Sequential(torch.nn.Linear(3, 4))
+    lstm.append(torch.nn.LSTM(4, 5))
+    x = (torch.randn(2, 1, 3),)
+    with pytest.raises(wg.UnsupportedLayerError, match=r"weight_ih_l0.*LSTM"):
+        wg.from_module(lstm, x)
+    g = wg.from_module(lstm, x, strict=False)
+    assert set(g.layout.opaque) == {"1.weight_ih_l0", "1.weight_hh_l0", "1.bias_ih_l0", "1.bias_hh_l0"}
+    assert g.node_types == ["0"]
+    out = wg.to_state_dict(g)
+    assert all(torch.equal(out[k], v) for k, v in lstm.state_dict().items())
+
+
+def test_factorised_spectral_weight_is_rejected_with_its_name():
+    from neuralop.models import FNO
+
+    net = FNO(n_modes=(4, 4), hidden_channels=4, in_channels=1, out_channels=1, n_layers=1,
+              factorization="tucker", rank=0.5)
+    with pytest.raises(wg.UnsupportedLayerError, match=r"fno_blocks\.convs\.0.*SpectralConv.*weight"):
+        wg.from_module(net)
+    g = wg.from_module(net, strict=False)
+    assert any(k.startswith("fno_blocks.convs.0.weight") for k in g.layout.opaque)
+    out = wg.to_state_dict(g)
+    assert all(torch.equal(out[k], v) for k, v in net.state_dict().items() if isinstance(v, torch.Tensor))
+
+
+def test_converting_never_modifies_the_module():
+    from tests.weightgraph.zoo import CNNBN
+
+    net = CNNBN().train()
+    before = copy.deepcopy(net.state_dict())
+    wg.from_module(net)
+    wg.compile_layout(net, trace="export")  # the export path runs the model under fake tensors
+    assert net.training
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
