@@ -60,9 +60,11 @@ def load_module(spec: str, kwargs: dict | None = None, module: str | None = None
         net = _import(module)(**kwargs)
     elif isinstance(obj.get("_metadata"), dict) and "_name" in obj["_metadata"]:
         meta = dict(obj["_metadata"])
-        from neuralop.models.base_model import BaseModel  # neuraloperator state dicts only
+        import neuralop.models  # neuraloperator state dicts only
 
-        cls = BaseModel._models[meta["_name"]]
+        cls = getattr(neuralop.models, meta["_name"], None)
+        if cls is None:
+            raise WeightGraphError(f"{path}: unknown neuraloperator model '{meta['_name']}'; pass --module")
         net = build_module(f"{cls.__module__}.{cls.__qualname__}", meta)
     else:
         raise WeightGraphError(f"{path} holds a state dict: pass --module package.module:Factory to build its model")

@@ -86,32 +86,37 @@ class Block:
         return self.fan_in * (2 if self.is_complex else 1)
 
     def to_features(self, t: Tensor, dtype: torch.dtype) -> Tensor:
-        """``(*B, *shape) -> (*B, num_nodes, width)`` for any number of leading batch dims."""
+        """``(*B, *shape) -> (*B, num_nodes, width)``, a fresh tensor."""
+        lead = tuple(t.shape[: t.dim() - len(self.shape)])
+        out = torch.empty(lead + (self.num_nodes, self.width), dtype=dtype, device=t.device)
+        self.write_features(t, out)
+        return out
+
+    def write_features(self, t: Tensor, out: Tensor) -> None:
+        """Copy ``t (*B, *shape)`` into the (column) view ``out (*B, num_nodes, width)``: one strided copy."""
+        self._node_major(out).copy_(self._permuted(t))
+
+    def from_features(self, f: Tensor) -> Tensor:
+        """``(*B, num_nodes, width) -> (*B, *shape)``: a fresh tensor, one strided copy, differentiable."""
+        out = torch.empty(tuple(f.shape[:-2]) + self.shape, dtype=self.dtype, device=f.device)
+        self._permuted(out).copy_(self._node_major(f))
+        return out
+
+    def _permuted(self, t: Tensor) -> Tensor:
+        """View of ``t (*B, *shape)`` as ``(*B, *node sizes, *rest sizes[, 2])``."""
         nb = t.dim() - len(self.shape)
-        lead = tuple(t.shape[:nb])
-        t = t.reshape(lead + self.view)
+        t = t.reshape(tuple(t.shape[:nb]) + self.view)
         perm = tuple(range(nb)) + tuple(nb + a for a in self.perm)
         if self.is_complex:
             t = torch.view_as_real(t)
             perm = perm + (t.dim() - 1,)
-        return t.permute(perm).reshape(lead + (self.num_nodes, self.width)).to(dtype)
+        return t.permute(perm)
 
-    def from_features(self, f: Tensor) -> Tensor:
-        """``(*B, num_nodes, width) -> (*B, *shape)``; differentiable, exact inverse of :meth:`to_features`."""
-        lead = tuple(f.shape[:-2])
-        nb = len(lead)
-        permuted = tuple(self.view[a] for a in self.perm)
-        inv = [0] * len(self.perm)
-        for i, a in enumerate(self.perm):
-            inv[a] = i
-        order = tuple(range(nb)) + tuple(nb + i for i in inv)
-        if self.is_complex:
-            t = f.to(real_dtype(self.dtype)).reshape(lead + permuted + (2,))
-            t = t.permute(order + (t.dim() - 1,)).contiguous()
-            t = torch.view_as_complex(t)
-        else:
-            t = f.reshape(lead + permuted).permute(order).to(self.dtype)
-        return t.reshape(lead + self.shape)
+    def _node_major(self, f: Tensor) -> Tensor:
+        """View of features ``(*B, num_nodes, width)`` as ``(*B, *node sizes, *rest sizes[, 2])``."""
+        rest = tuple(self.view[a] for a in self.perm[len(self.node_axes):]) + ((2,) if self.is_complex else ())
+        nodes = tuple(self.view[a] for a in self.node_axes)
+        return _split(_split(f, -1, rest), -1 - len(rest), nodes)
 
 
 @dataclass(frozen=True)
@@ -247,15 +252,25 @@ class GraphLayout:
         if check:
             for i, s in enumerate(states):
                 self.check_state(s, where=f"state dict #{i}")
-        return {nt.key: self._gather(nt, lambda name: torch.stack([s[name] for s in states]))
-                for nt in self.node_types}
+        out = {}
+        for nt in self.node_types:
+            device = states[0][nt.blocks[0].name].device if nt.blocks else None
+            x = torch.empty((len(states), nt.num_nodes, nt.width), dtype=self.dtype, device=device)
+            for i, s in enumerate(states):  # copy each checkpoint straight into its slot, no stacking
+                for b, cols in self._slices[nt.key]:
+                    b.write_features(s[b.name].detach(), x[i, :, cols])
+            out[nt.key] = x
+        return out
 
     def _gather(self, nt: NodeTypeSpec, get) -> Tensor:
-        parts = [b.to_features(get(b.name).detach(), self.dtype) for b in nt.blocks]
-        if len(parts) == 1:
-            x = parts[0]
-            return x.clone() if _shares_storage(x, get(nt.blocks[0].name)) else x
-        return torch.cat(parts, dim=-1)
+        """One allocation per node type; every block is copied straight into its columns."""
+        first = get(nt.blocks[0].name) if nt.blocks else None
+        lead = tuple(first.shape[: first.dim() - len(nt.blocks[0].shape)]) if first is not None else ()
+        out = torch.empty(lead + (nt.num_nodes, nt.width), dtype=self.dtype,
+                          device=first.device if first is not None else None)
+        for b, cols in self._slices[nt.key]:
+            b.write_features(get(b.name).detach(), out[..., cols])
+        return out
 
     def unflatten(self, features: Mapping[str, Tensor], *, check: bool = True) -> dict[str, Tensor]:
         """Tensors ``{state key: (*B, *shape)}`` from features ``(*B, N_t, D_t)``; differentiable.
@@ -269,8 +284,7 @@ class GraphLayout:
         for nt in self.node_types:
             x = features[nt.key]
             for b, cols in self._slices[nt.key]:
-                t = b.from_features(x[..., cols])
-                out[b.name] = t.clone() if _shares_storage(t, x) else t
+                out[b.name] = b.from_features(x[..., cols])
         for alias, canon in self.aliases.items():
             if canon in out:
                 out[alias] = out[canon]
@@ -317,5 +331,8 @@ class GraphLayout:
         return copy.copy(self)
 
 
-def _shares_storage(a: Tensor, b: Tensor) -> bool:
-    return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+def _split(x: Tensor, dim: int, sizes: tuple[int, ...]) -> Tensor:
+    """View dim ``dim`` (of size ``prod(sizes)``) as ``sizes``; ``()`` squeezes a size-1 dim."""
+    if len(sizes) == 1:
+        return x
+    return x.squeeze(dim) if not sizes else x.unflatten(dim, sizes)
