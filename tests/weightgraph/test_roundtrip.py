@@ -139,3 +139,27 @@ def test_converting_never_modifies_the_module():
     wg.compile_layout(net, trace="export")  # the export path runs the model under fake tensors
     assert net.training
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_registered_handler_takes_over_a_custom_layer():
+    class Gate(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.randn(5, 3))  # (in, out): generic inference cannot see it
+
+        def forward(self, x):
+            return (x[..., :, None] * self.w).sum(-2)
+
+    net = torch.nn.Sequential(torch.nn.Linear(2, 5), Gate())
+    with pytest.raises(wg.UnsupportedLayerError, match="'1.w' of Gate"):
+        wg.from_module(net)
+
+    @wg.register_handler(Gate)
+    def gate(module, path):
+        return wg.LayerDef(path, [wg.NodeGroup(path, 3, [wg.param_block(module, path, "w", node_axes=(1,))])],
+                           in_channels=5)
+
+    g = wg.from_module(net)
+    assert g["1"].x.shape == (3, 5) and torch.equal(g["1"].x, net[1].w.t())
+    assert g["0", "to", "1"].edge_index.shape == (2, 15)
+    assert all(torch.equal(a, b) for a, b in zip(wg.to_state_dict(g).values(), net.state_dict().values()))

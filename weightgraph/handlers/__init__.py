@@ -5,8 +5,8 @@ the module's class (walking its MRO), so subclasses inherit them. Register your 
 
     @weightgraph.register_handler(MyLayer)
     def my_layer(module, path):
-        return LayerDef(path, [NodeGroup(path, module.out, [param_block(module, path, "w", (0,))])],
-                        in_channels=module.inp)
+        blocks = [param_block(module, path, "w", node_axes=(0,))]
+        return LayerDef(path, [NodeGroup(path, module.out, blocks)], in_channels=module.inp)
 
 Modules that own parameters but have no handler are handled by :mod:`.generic`, which reads
 the output axis of each parameter off the traced op that consumes it.
@@ -54,6 +54,10 @@ class LayerDef:
     groups_count: int = 1
     module_type: str = ""
     claimed: set[str] = field(default_factory=set)  # every state key this layer covers
+
+    def __post_init__(self) -> None:
+        if not self.claimed:
+            self.claimed = {b.name for g in self.groups for b in g.blocks}
 
 
 Handler = Callable[[nn.Module, str], LayerDef]
