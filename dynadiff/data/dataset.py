@@ -87,3 +87,37 @@ def observations(root: str | Path, env: int, length: int = 10, traj: int = 0, sp
         if length > n_time:
             raise ValueError(f"asked for {length} frames, trajectories have {n_time}")
         return torch.from_numpy(f["fields"][t, :length])
+
+
+def channel_stats(root: str | Path, envs: str | Sequence[int] = "seen") -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std ``(C,)`` over the training trajectories of ``envs`` (float64 sums)."""
+    m = Manifest.load(root)
+    total = total_sq = count = 0
+    for e in m.select(envs):
+        x = load_trajectories(root, e, "train").double()
+        axes = [d for d in range(x.dim()) if d != 2]  # all but the channel axis
+        total = total + x.sum(axes)
+        total_sq = total_sq + (x * x).sum(axes)
+        count += x.numel() // x.shape[2]
+    mean = total / count
+    std = (total_sq / count - mean**2).clamp_min(1e-12).sqrt()
+    return mean.float(), std.float()
+
+
+def normalise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, channel_dim: int = -3) -> torch.Tensor:
+    """``(x - mean_c) / std_c`` along ``channel_dim`` (-3 for ``(..., C, H, W)``, -1 for ODE states)."""
+    shape = [1] * x.dim()
+    shape[channel_dim] = -1
+    return (x - mean.view(shape)) / std.view(shape)
+
+
+def load_pairs(root: str | Path, envs: Sequence[int], split: str, mean: torch.Tensor, std: torch.Tensor,
+               t_start: int = 0, t_stop: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised one-step pairs ``(x_t, x_{t+1})`` for ``t_start <= t < t_stop - 1`` of every trajectory."""
+    xs, ys = [], []
+    for e in envs:
+        traj = load_trajectories(root, e, split)[:, t_start:t_stop]
+        traj = normalise(traj, mean, std, channel_dim=2 - traj.dim())
+        xs.append(traj[:, :-1].reshape(-1, *traj.shape[2:]))
+        ys.append(traj[:, 1:].reshape(-1, *traj.shape[2:]))
+    return torch.cat(xs), torch.cat(ys)

@@ -1,0 +1,1 @@
+"""Evaluation harness: rollouts, metrics, baselines, figures, results JSON."""

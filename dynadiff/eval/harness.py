@@ -1,0 +1,164 @@
+"""The evaluation harness every method is scored with.
+
+A *method* is a function ``adapt(env_index, observations) -> predictor``: it sees the first ``L``
+normalised frames of a test trajectory of the target environment (what DynaDiff's prompter sees;
+baselines may ignore them) and returns a one-step predictor ``x_t -> x_{t+1}``. The harness rolls
+the predictor out autoregressively from frame 0 of every test trajectory and scores it against the
+truth on normalised fields, separately for in-domain (seen environments, new initial conditions)
+and out-domain (unseen environments) targets, as mean and std across environments.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..data.dataset import load_trajectories, normalise
+from ..data.environments import Manifest
+from .metrics import nmse, rmse, ssim
+from .rollout import Predictor, rollout
+
+Method = Callable[[int, Tensor], Predictor]
+METHOD_ORDER = ("dynadiff", "not_adaptive", "one_per_env", "one_for_all")
+
+
+def _stats(values: Sequence[float]) -> tuple[float, float]:
+    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=float)
+    return (float(v.mean()), float(v.std())) if len(v) else (float("nan"), float("nan"))
+
+
+def evaluate(methods: Mapping[str, Method], data_dir: str | Path, mean: Tensor, std: Tensor, *, horizon: int,
+             obs_len: int = 10, domains: Mapping[str, Sequence[int]] | None = None, max_traj: int | None = None,
+             progress: bool = True) -> dict[str, Any]:
+    """Score every method on every environment of each domain.
+
+    Args:
+        methods: name -> ``adapt(env_index, observations (L, C, H, W)) -> predictor``.
+        data_dir: dataset directory.
+        mean, std: per-channel normalisation (training frames of the seen environments).
+        horizon: rollout steps (capped by the trajectory length).
+        obs_len: frames of the target environment the method may observe.
+        domains: ``{"in_domain": seen indices, "out_domain": unseen indices}`` by default.
+        max_traj: at most this many test trajectories per environment.
+
+    Returns:
+        ``{"methods": {m: {domain: summary}}, "timing": {m: {...}}, "horizon": ..., ...}``.
+    """
+    m = Manifest.load(data_dir)
+    domains = dict(domains or {"in_domain": m.seen, "out_domain": m.unseen})
+    per_env: dict[str, dict[str, dict[int, dict[str, Any]]]] = {k: {d: {} for d in domains} for k in methods}
+    adapt_s: dict[str, list[float]] = {k: [] for k in methods}
+    rollout_s: dict[str, list[float]] = {k: [] for k in methods}
+    used_horizon = horizon
+    jobs = [(d, e) for d, envs in domains.items() for e in envs]
+    for domain, e in tqdm(jobs, desc="evaluate", unit="env", disable=not progress):
+        traj = load_trajectories(data_dir, e, "test")
+        if max_traj:
+            traj = traj[:max_traj]
+        traj = normalise(traj, mean, std, channel_dim=2 - traj.dim())
+        h = min(horizon, traj.shape[1] - 1)
+        used_horizon = min(used_horizon, h)
+        obs = traj[0, :obs_len]
+        truth = traj[:, 1:h + 1]
+        for name, adapt in methods.items():
+            t0 = time.perf_counter()
+            predictor = adapt(e, obs)
+            t1 = time.perf_counter()
+            pred = rollout(predictor, traj[:, 0], h)
+            t2 = time.perf_counter()
+            adapt_s[name].append(t1 - t0)
+            rollout_s[name].append(t2 - t1)
+            per_env[name][domain][e] = _score(pred, truth)
+    results = {"methods": {}, "timing": {}, "horizon": used_horizon, "obs_len": obs_len,
+               "env_params": m.env_params, "environments": m.environments, "seen": m.seen}
+    for name in methods:
+        results["methods"][name] = {d: _summarise(per_env[name][d], used_horizon) for d in domains}
+        results["timing"][name] = {"adapt_s_mean": float(np.mean(adapt_s[name])),
+                                   "rollout_s_mean": float(np.mean(rollout_s[name]))}
+    return results
+
+
+def _score(pred: Tensor, truth: Tensor) -> dict[str, Any]:
+    """Per-step metrics averaged over trajectories: pred, truth ``(n, h, ...)``."""
+    n, h = truth.shape[:2]
+    p, t = pred.reshape(n * h, *truth.shape[2:]), truth.reshape(n * h, *truth.shape[2:])
+    finite = torch.isfinite(p).flatten(1).all(1)
+    p = torch.where(finite.view(-1, *[1] * (p.dim() - 1)), p, torch.zeros_like(p))
+    r = rmse(p, t).view(n, h)
+    q = nmse(p, t).view(n, h)
+    bad = ~finite.view(n, h)
+    r[bad], q[bad] = float("nan"), float("nan")
+    out = {"rmse_per_step": torch.nanmean(r, 0).tolist(), "nmse_per_step": torch.nanmean(q, 0).tolist(),
+           "diverged": int(bad.any(1).sum())}
+    if truth.dim() == 5:
+        s = ssim(p, t).view(n, h)
+        s[bad] = float("nan")
+        out["ssim_per_step"] = torch.nanmean(s, 0).tolist()
+    out["rmse"] = float(np.nanmean(out["rmse_per_step"]))
+    out["nmse"] = float(np.nanmean(out["nmse_per_step"]))
+    out["ssim"] = float(np.nanmean(out["ssim_per_step"])) if "ssim_per_step" in out else None
+    return out
+
+
+def _summarise(envs: Mapping[int, Mapping[str, Any]], horizon: int) -> dict[str, Any]:
+    if not envs:
+        return {"n_envs": 0}
+    out: dict[str, Any] = {"n_envs": len(envs)}
+    for metric in ("rmse", "ssim", "nmse"):
+        vals = [v[metric] for v in envs.values()]
+        if all(x is None for x in vals):
+            out[metric] = out[f"{metric}_std"] = None
+            continue
+        out[metric], out[f"{metric}_std"] = _stats(vals)
+    out["rmse_per_step"] = np.nanmean([v["rmse_per_step"][:horizon] for v in envs.values()], 0).tolist()
+    out["diverged"] = int(sum(v["diverged"] for v in envs.values()))
+    out["per_env"] = {str(e): {k: v[k] for k in ("rmse", "ssim", "nmse")} for e, v in envs.items()}
+    return out
+
+
+def gap_closure(results: Mapping[str, Any], method: str = "dynadiff", domain: str = "out_domain") -> float | None:
+    """``(RMSE_not_adaptive - RMSE_method) / (RMSE_not_adaptive - RMSE_one_per_env)``."""
+    try:
+        r = {k: results["methods"][k][domain]["rmse"] for k in (method, "not_adaptive", "one_per_env")}
+    except KeyError:
+        return None
+    denom = r["not_adaptive"] - r["one_per_env"]
+    return (r["not_adaptive"] - r[method]) / denom if denom else None
+
+
+def markdown_table(results: Mapping[str, Any]) -> str:
+    """Methods x domains table (RMSE, SSIM as mean +- std over environments; adaptation seconds)."""
+    domains = [d for d in ("in_domain", "out_domain") if any(d in v for v in results["methods"].values())]
+    head = "| method | " + " | ".join(f"{d.replace('_', '-')} RMSE | {d.replace('_', '-')} SSIM" for d in domains) \
+        + " | adapt s/env |"
+    lines = [head, "|" + "---|" * (1 + 2 * len(domains) + 1)]
+    names = sorted(results["methods"], key=lambda k: (METHOD_ORDER.index(k) if k in METHOD_ORDER else 99, k))
+    for name in names:
+        cells = []
+        for d in domains:
+            s = results["methods"][name].get(d, {})
+            cells.append(f"{s['rmse']:.4f} ± {s['rmse_std']:.4f}" if s.get("rmse") is not None else "-")
+            cells.append(f"{s['ssim']:.4f} ± {s['ssim_std']:.4f}" if s.get("ssim") is not None else "-")
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {results['timing'][name]['adapt_s_mean']:.3f} |")
+    return "\n".join(lines)
+
+
+def save_results(results: Mapping[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
+    """``results.json`` and ``results.md`` (atomic writes)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    j, md = out / "results.json", out / "results.md"
+    for path, text in ((j, json.dumps(results, indent=1)), (md, markdown_table(results) + "\n")):
+        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    return j, md

@@ -1,0 +1,1 @@
+"""Domain-adaptive model zoo of one-step experts."""

@@ -1,0 +1,106 @@
+"""Consolidated zoo: one HDF5 file with every expert's weight-graph features, what the generator trains on.
+
+Layout of ``zoo.h5``::
+
+    /features/<node type>   float32 (N_experts, N_t, D_t)   weight-graph node features (weightgraph layout)
+    /env_index              int64 (N,)     environment of each expert
+    /env_params             float32 (N, P) its parameters (attr names)
+    /seed                   int64 (N,)
+    /metrics/<name>         float64 (N,)   train/val/test loss, seconds
+    attrs: expert (JSON config), channels, residual, layout_fingerprint, node_types, paths (JSON)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+import weightgraph as wg
+
+from .experts import build_expert
+from .storage import is_complete, load_checkpoint, tensor_state
+
+METRICS = ("train_loss", "val_loss", "test_loss", "train_seconds")
+
+
+def expert_layout(expert_cfg: dict, channels: int) -> tuple[torch.nn.Module, wg.GraphLayout]:
+    """A template expert and the compiled weightgraph layout of its architecture."""
+    net = build_expert(expert_cfg, channels)
+    return net, wg.compile_layout(net)
+
+
+def consolidate(zoo_root: str | Path, chunk: int = 64) -> Path:
+    """Gather every complete expert under ``zoo_root/experts`` into ``zoo_root/zoo.h5`` (atomically)."""
+    root = Path(zoo_root)
+    dirs = sorted(p for p in (root / "experts").glob("env_*/seed_*") if p.is_dir() and ".tmp-" not in p.name)
+    if not dirs:
+        raise FileNotFoundError(f"no experts under {root / 'experts'}; build the zoo first")
+    _, meta0 = load_checkpoint(dirs[0])
+    net, layout = expert_layout(meta0["expert"], meta0["channels"])
+    keys = set(tensor_state(net))
+    dirs = [d for d in dirs if is_complete(d, keys)]
+    n = len(dirs)
+    tmp = root / f"zoo.h5.tmp-{os.getpid()}"
+    with h5py.File(tmp, "w") as f:
+        feats = {nt.key: f.create_dataset(f"features/{nt.key}", (n, nt.num_nodes, nt.width), dtype="float32",
+                                          chunks=(1, nt.num_nodes, nt.width), track_times=False)
+                 for nt in layout.node_types}
+        env_index, params, seeds = np.zeros(n, np.int64), np.zeros((n, len(meta0["env_params"])), np.float32), np.zeros(n, np.int64)
+        metrics = {m: np.full(n, np.nan) for m in METRICS}
+        for start in range(0, n, chunk):
+            states, metas = zip(*(load_checkpoint(d) for d in dirs[start:start + chunk]))
+            stacked = layout.stack(states)
+            for k, x in stacked.items():
+                feats[k][start:start + len(states)] = x.numpy()
+            for j, meta in enumerate(metas):
+                i = start + j
+                env_index[i], seeds[i] = meta["env_index"], meta["seed"]
+                params[i] = [meta["env"][p] for p in meta0["env_params"]]
+                for m in METRICS:
+                    metrics[m][i] = meta["metrics"].get(m, np.nan)
+        f["env_index"], f["seed"] = env_index, seeds
+        f.create_dataset("env_params", data=params).attrs["names"] = meta0["env_params"]
+        for m, v in metrics.items():
+            f[f"metrics/{m}"] = v
+        f.attrs.update({"expert": json.dumps(meta0["expert"]), "channels": meta0["channels"],
+                        "residual": meta0["residual"], "layout_fingerprint": layout.fingerprint,
+                        "node_types": [nt.key for nt in layout.node_types], "n_experts": n})
+    os.replace(tmp, root / "zoo.h5")
+    return root / "zoo.h5"
+
+
+class ZooArchive:
+    """Read a consolidated zoo: features as tensors, experts back as modules through weightgraph."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        with h5py.File(self.path, "r") as f:
+            self.expert_cfg = json.loads(f.attrs["expert"])
+            self.channels = int(f.attrs["channels"])
+            self.residual = bool(f.attrs["residual"])
+            self.features = {k: torch.from_numpy(f[f"features/{k}"][:]) for k in f.attrs["node_types"]}
+            self.env_index = torch.from_numpy(f["env_index"][:])
+            self.env_params = torch.from_numpy(f["env_params"][:])
+            self.param_names = list(f["env_params"].attrs["names"])
+            self.seed = torch.from_numpy(f["seed"][:])
+            self.metrics = {k: torch.from_numpy(f[f"metrics/{k}"][:]) for k in f["metrics"]}
+            fingerprint = f.attrs["layout_fingerprint"]
+        self.template, self.layout = expert_layout(self.expert_cfg, self.channels)
+        if self.layout.fingerprint != fingerprint:
+            raise ValueError(f"{self.path}: the expert architecture no longer matches the stored layout "
+                             f"({self.layout.fingerprint} != {fingerprint}); re-run consolidation")
+
+    def __len__(self) -> int:
+        return int(self.env_index.shape[0])
+
+    def graph(self, i: int) -> wg.WeightGraph:
+        return wg.WeightGraph.from_features(self.layout, {k: v[i] for k, v in self.features.items()})
+
+    def expert(self, i: int) -> torch.nn.Module:
+        """Expert ``i`` as a module (weights written into a copy of the template through weightgraph)."""
+        return wg.to_module(self.graph(i), self.template).eval()

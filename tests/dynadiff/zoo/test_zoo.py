@@ -1,0 +1,131 @@
+"""The domain-adaptive zoo: tiny end-to-end build, consolidation round trip, kill-and-resume."""
+
+import importlib.resources as ir
+import json
+import multiprocessing as mp
+import time
+from pathlib import Path
+
+import h5py
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+import weightgraph as wg
+from dynadiff.config import resolve_preset
+from dynadiff.data.generate import generate_dataset
+from dynadiff.zoo.archive import ZooArchive, consolidate
+from dynadiff.zoo.build import ZooBuilder
+from dynadiff.zoo.experts import advance
+from dynadiff.zoo.storage import is_complete, load_into
+
+CONFIGS = ir.files("dynadiff.configs")
+
+
+def resolved(preset="tiny", expert="fno", **zoo_over):
+    cfg = {"expert": resolve_preset(OmegaConf.load(CONFIGS / "expert" / f"{expert}.yaml"), preset),
+           "zoo": resolve_preset(OmegaConf.load(CONFIGS / "zoo" / "default.yaml"), preset),
+           "baselines": resolve_preset(OmegaConf.load(CONFIGS / "baselines" / "default.yaml"), preset)}
+    cfg["zoo"].update(zoo_over)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data") / "lo"
+    sys_cfg = resolve_preset(OmegaConf.load(CONFIGS / "system" / "lambda_omega.yaml"), "tiny")
+    generate_dataset(sys_cfg, out, "tiny", progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def zoo(data_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("zoo")
+    b = ZooBuilder(resolved(), data_dir, root, progress=False)
+    summary = b.experts()
+    return b, summary
+
+
+def test_tiny_zoo_builds_every_expert(zoo):
+    b, summary = zoo
+    assert summary["trained"] == 2 * 2 and summary["skipped"] == 0
+    for e in b.manifest.seen:
+        for s in range(2):
+            cfg = json.loads((b.zl.expert(e, s) / "config.json").read_text())
+            assert cfg["env_index"] == e and cfg["seed"] == s and cfg["init"] == "base"
+            assert set(cfg["metrics"]) >= {"val_loss", "test_loss", "train_seconds"}
+    assert b.experts()["skipped"] == 4  # idempotent
+
+
+def test_experts_start_from_the_base_and_differ(zoo):
+    b, _ = zoo
+    base = b.base().state_dict()
+    e = b.manifest.seen[0]
+    a = load_into(b.new_expert(), b.zl.expert(e, 0)).state_dict()
+    c = load_into(b.new_expert(), b.zl.expert(e, 1)).state_dict()
+    key = "fno_blocks.convs.1.weight.tensor"
+    assert not torch.equal(a[key], c[key])
+    # fine-tuning moves weights a little: experts stay closer to the base than to a fresh init
+    fresh = b.new_expert(seed=123).state_dict()
+    assert (a[key] - base[key]).abs().mean() < (fresh[key] - base[key]).abs().mean()
+
+
+def test_consolidated_archive_round_trips_to_the_same_predictions(zoo):
+    b, _ = zoo
+    path = consolidate(b.zl.root)
+    arch = ZooArchive(path)
+    assert len(arch) == 4
+    with h5py.File(path) as f:
+        assert f["features/fno_blocks_convs_0"].shape == (4, 8, 8 * 4 * 3 * 2 + 1 + 8)
+    x = torch.randn(3, 2, 16, 16)
+    for i in range(len(arch)):
+        e, s = int(arch.env_index[i]), int(arch.seed[i])
+        direct = load_into(b.new_expert(), b.zl.expert(e, s)).eval()
+        via_graph = arch.expert(i)
+        with torch.no_grad():
+            assert torch.equal(advance(via_graph, x, True), advance(direct, x, True))
+        assert arch.env_params[i, 0].item() == pytest.approx(b.manifest.environments[e]["beta"])
+    assert wg.to_state_dict(arch.graph(0)).keys() == {k for k in direct.state_dict() if k != "_metadata"}
+
+
+def test_scratch_init_ablation(data_dir, tmp_path):
+    b = ZooBuilder(resolved(init="scratch", n_experts=1), data_dir, tmp_path, progress=False)
+    b.experts()
+    assert not (tmp_path / "base").exists()
+    cfg = json.loads((b.zl.expert(b.manifest.seen[0], 0) / "config.json").read_text())
+    assert cfg["init"] == "scratch"
+
+
+def test_bad_perturb_layer_is_named(data_dir, tmp_path):
+    b = ZooBuilder(resolved(perturb={"layer": "no.such.layer", "scale": 0.1}), data_dir, tmp_path, progress=False)
+    with pytest.raises(ValueError, match="no.such.layer"):
+        b.experts()
+
+
+def _build(data_dir, root):
+    torch.set_num_threads(1)
+    cfg = resolved()
+    cfg["zoo"]["finetune"]["steps"] = 60  # slow enough to be killed mid-run
+    cfg["zoo"]["n_experts"] = 3
+    ZooBuilder(cfg, data_dir, root, progress=False).experts()
+
+
+def test_killed_zoo_build_resumes_without_duplicates_or_corruption(data_dir, tmp_path):
+    root = tmp_path / "killed"
+    proc = mp.get_context("spawn").Process(target=_build, args=(data_dir, root))
+    proc.start()
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(root.glob("experts/env_*/seed_*"))) < 2:
+        time.sleep(0.01)
+    proc.kill()
+    proc.join()
+    finished = [p for p in root.glob("experts/env_*/seed_*") if ".tmp-" not in p.name]
+    assert 1 <= len(finished) < 6
+    _build(data_dir, root)  # the re-run
+    experts = sorted(p for p in root.glob("experts/env_*/seed_*"))
+    assert [p.name for p in experts].count("seed_000") == 2 and len(experts) == 6
+    assert not [p for p in experts if ".tmp-" in p.name]  # the killed run's temporary directory is gone
+    template = ZooBuilder(resolved(), data_dir, root, progress=False).new_expert()
+    keys = set(template.state_dict()) - {"_metadata"}
+    assert all(is_complete(p, keys) for p in experts)
+    assert len(ZooArchive(consolidate(root))) == 6
