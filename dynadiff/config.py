@@ -8,13 +8,32 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 
-def resolve_preset(node: DictConfig, preset: str) -> dict[str, Any]:
-    """``node`` without its ``presets`` mapping, merged with ``presets[preset]``, as plain containers."""
+def resolve_preset(node: DictConfig, preset: str, group: str | None = None) -> dict[str, Any]:
+    """``node`` without its ``presets`` mapping, merged with ``presets[preset]``, as plain containers.
+
+    Command-line overrides of the node (``<group>.key=value``) are applied again after the
+    preset, so what the user types always wins over the preset.
+    """
     presets = node.get("presets", {})
     if preset not in presets:
-        raise ValueError(f"preset '{preset}' is not defined for '{node.get('name')}'; choose from {sorted(presets)}")
+        raise ValueError(f"preset '{preset}' is not defined for '{node.get('name', group)}'; "
+                         f"choose from {sorted(presets)}")
     base = OmegaConf.masked_copy(node, [k for k in node.keys() if k != "presets"])
-    return OmegaConf.to_container(OmegaConf.merge(base, presets[preset]), resolve=True)
+    merged = OmegaConf.merge(base, presets[preset])
+    if group is not None:
+        user = [o.split(".", 1)[1] for o in cli_overrides() if o.lstrip("+~").startswith(f"{group}.") and "=" in o]
+        if user:
+            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([u.lstrip("+~") for u in user]))
+    return OmegaConf.to_container(merged, resolve=True)
+
+
+def cli_overrides() -> list[str]:
+    """The command-line overrides of the running Hydra job (empty outside Hydra)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    return list(HydraConfig.get().overrides.task)
 
 
 def set_threads(n: int | None = None) -> int:

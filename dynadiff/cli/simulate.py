@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 @hydra.main(config_path="../configs", config_name="simulate", version_base="1.3")
 def main(cfg: DictConfig) -> dict:
-    system_cfg = resolve_preset(cfg.system, cfg.preset)
+    system_cfg = resolve_preset(cfg.system, cfg.preset, "system")
     out = dataset_dir(cfg.paths.data, system_cfg["name"], cfg.preset)
     summary = generate_dataset(system_cfg, out, cfg.preset, seed=cfg.seed, shard=parse_shard(cfg.shard),
                                progress=cfg.progress)

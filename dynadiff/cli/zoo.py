@@ -21,8 +21,7 @@ STAGES = ("base", "experts", "baselines", "consolidate", "evaluate")
 
 def zoo_config(cfg: DictConfig) -> dict:
     """Resolved ``{"system", "expert", "zoo", "baselines"}`` for the chosen preset."""
-    return {"system": resolve_preset(cfg.system, cfg.preset), "expert": resolve_preset(cfg.expert, cfg.preset),
-            "zoo": resolve_preset(cfg.zoo, cfg.preset), "baselines": resolve_preset(cfg.baselines, cfg.preset)}
+    return {group: resolve_preset(cfg[group], cfg.preset, group) for group in ("system", "expert", "zoo", "baselines")}
 
 
 def zoo_dir(cfg: DictConfig, resolved: dict) -> Path:

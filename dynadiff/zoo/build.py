@@ -140,17 +140,18 @@ class ZooBuilder:
     def perturb(self, net: torch.nn.Module, seed: int) -> None:
         """Add ``scale * std(tensor) * N(0, 1)`` to every tensor of the configured layer."""
         p = self.cfg["zoo"]["perturb"]
+        layer = p.get("layer") or self.cfg["expert"].get("perturb_layer")
         g = torch.Generator().manual_seed(seed)
         hit = False
         with torch.no_grad():
             for name, t in net.named_parameters():
-                if name.startswith(p["layer"] + "."):
+                if name.startswith(f"{layer}."):
                     std = t.detach().abs().pow(2).mean().sqrt() if t.is_complex() else t.detach().std()
                     noise = torch.randn(t.shape, generator=g, dtype=t.dtype)
                     t.add_(p["scale"] * std * noise)
                     hit = True
         if p["scale"] and not hit:
-            raise ValueError(f"zoo.perturb.layer '{p['layer']}' matches no parameter of the expert "
+            raise ValueError(f"zoo.perturb.layer '{layer}' matches no parameter of the expert "
                              f"(e.g. {next(n for n, _ in net.named_parameters())})")
 
     def experts(self, shard: tuple[int, int] = (0, 1), on_done: Callable[[int, int], None] | None = None) -> dict:
