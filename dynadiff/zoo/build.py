@@ -110,12 +110,13 @@ class ZooBuilder:
         torch.manual_seed(seed)
         return build_expert(arch or self.cfg["expert"], self.channels)
 
-    def _train(self, net, envs: list[int], train_cfg: Mapping[str, Any], seed: int) -> dict[str, float]:
+    def _train(self, net, envs: list[int], train_cfg: Mapping[str, Any], seed: int, desc: str | None = None
+               ) -> dict[str, float]:
         data = self.pairs(envs, "fit")
         t = time.perf_counter()
         losses = fit(net, data, steps=train_cfg["steps"], batch_size=train_cfg["batch_size"], lr=train_cfg["lr"],
                      residual=self.residual, seed=seed, weight_decay=train_cfg.get("weight_decay", 0.0),
-                     warmup=train_cfg.get("warmup", 0))
+                     warmup=train_cfg.get("warmup", 0), desc=desc if self.progress else None)
         seconds = time.perf_counter() - t
         return {"train_loss": float(np.mean(losses[-max(1, len(losses) // 10):])),
                 "val_loss": one_step_mse(net, self.pairs(envs, "val"), self.residual),
@@ -131,7 +132,8 @@ class ZooBuilder:
         """Pretrain (or load) the base model on every seen environment: the Not-Adaptive reference."""
         net = self.new_expert(seed=job_seed(self.cfg["zoo"]["seed"], 0))
         if not is_complete(self.zl.base, set(tensor_state(net))):
-            metrics = self._train(net, self.manifest.seen, self.cfg["zoo"]["pretrain"], job_seed(self.cfg["zoo"]["seed"], 1))
+            metrics = self._train(net, self.manifest.seen, self.cfg["zoo"]["pretrain"], job_seed(self.cfg["zoo"]["seed"], 1),
+                                  desc="pretrain base")
             save_checkpoint(self.zl.base, net, self._meta(kind="base", envs=self.manifest.seen, metrics=metrics))
             print(f"base model: val {metrics['val_loss']:.3e}, test {metrics['test_loss']:.3e}, "
                   f"{metrics['train_seconds']:.1f} s ({metrics['samples_per_s']:.0f} samples/s)")
@@ -207,7 +209,7 @@ class ZooBuilder:
         arch = {**self.cfg["expert"], **bc.get("arch", {})}
         net = self.new_expert(arch, seed=job_seed(self.cfg["zoo"]["seed"], 9))
         if not is_complete(self.zl.one_for_all, set(tensor_state(net))):
-            metrics = self._train(net, self.manifest.seen, bc, job_seed(self.cfg["zoo"]["seed"], 10))
+            metrics = self._train(net, self.manifest.seen, bc, job_seed(self.cfg["zoo"]["seed"], 10), desc="one-for-all")
             meta = self._meta(kind="one_for_all", envs=self.manifest.seen, metrics=metrics)
             meta["expert"] = arch
             save_checkpoint(self.zl.one_for_all, net, meta)

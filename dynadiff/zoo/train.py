@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from .experts import advance
 
@@ -23,15 +24,19 @@ class Pairs:
 
 
 def fit(net: nn.Module, data: Pairs, *, steps: int, batch_size: int, lr: float, residual: bool, seed: int,
-        weight_decay: float = 0.0, warmup: int = 0, grad_clip: float | None = 1.0) -> list[float]:
-    """Adam with cosine decay; returns the loss of every step. Stops with an error on NaN/Inf."""
+        weight_decay: float = 0.0, warmup: int = 0, grad_clip: float | None = 1.0, desc: str | None = None) -> list[float]:
+    """Adam with cosine decay; returns the loss of every step. Stops with an error on NaN/Inf.
+
+    ``desc``: show a progress bar with this label (long runs such as pretraining).
+    """
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / max(1, warmup)) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
     net.train()
     losses = []
-    for step in range(steps):
+    bar = tqdm(range(steps), desc=desc, unit="step", disable=desc is None, leave=False)
+    for step in bar:
         idx = torch.randint(len(data), (min(batch_size, len(data)),), generator=g)
         loss = torch.mean((advance(net, data.x[idx], residual) - data.y[idx]) ** 2)
         if not torch.isfinite(loss):
@@ -43,6 +48,8 @@ def fit(net: nn.Module, data: Pairs, *, steps: int, batch_size: int, lr: float, 
         opt.step()
         sched.step()
         losses.append(loss.item())
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{losses[-1]:.3e}")
     net.eval()
     return losses
 

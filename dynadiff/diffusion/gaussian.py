@@ -1,0 +1,117 @@
+"""Gaussian diffusion (DDPM training, DDPM and DDIM sampling), independent of any network.
+
+The process takes any ``model(x_t, t, **kwargs) -> predicted noise`` with the shape of ``x_t``.
+The predicted clean sample is **never clipped**: latents are not images in [-1, 1].
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from .schedules import make_betas
+
+Model = Callable[..., Tensor]
+
+
+def _extract(a: Tensor, t: Tensor, ndim: int) -> Tensor:
+    """``a[t]`` shaped ``(B, 1, ..., 1)`` to broadcast against an ``ndim`` tensor."""
+    return a.to(t.device)[t].float().view(-1, *([1] * (ndim - 1)))
+
+
+class GaussianDiffusion:
+    """Epsilon-prediction diffusion with ``num_steps`` training steps.
+
+    Args:
+        num_steps: T.
+        schedule: ``"linear"`` or ``"cosine"``; ``schedule_kwargs`` go to the schedule.
+    """
+
+    def __init__(self, num_steps: int = 1000, schedule: str = "linear", **schedule_kwargs):
+        self.num_steps = num_steps
+        self.betas = make_betas(schedule, num_steps, **schedule_kwargs)
+        self.alphas = 1.0 - self.betas
+        self.alphas_cumprod = torch.cumprod(self.alphas, 0)
+        self.alphas_cumprod_prev = torch.cat([torch.ones(1, dtype=torch.float64), self.alphas_cumprod[:-1]])
+        self.sqrt_alphas_cumprod = self.alphas_cumprod.sqrt()
+        self.sqrt_one_minus_alphas_cumprod = (1 - self.alphas_cumprod).sqrt()
+        # posterior q(x_{t-1} | x_t, x_0)
+        self.posterior_variance = self.betas * (1 - self.alphas_cumprod_prev) / (1 - self.alphas_cumprod)
+        self.posterior_log_variance = torch.log(torch.cat([self.posterior_variance[1:2], self.posterior_variance[1:]]))
+        self.posterior_mean_coef1 = self.betas * self.alphas_cumprod_prev.sqrt() / (1 - self.alphas_cumprod)
+        self.posterior_mean_coef2 = (1 - self.alphas_cumprod_prev) * self.alphas.sqrt() / (1 - self.alphas_cumprod)
+
+    # ------------------------------------------------------------------ training
+    def q_sample(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
+        """``x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps``."""
+        return (_extract(self.sqrt_alphas_cumprod, t, x0.dim()) * x0
+                + _extract(self.sqrt_one_minus_alphas_cumprod, t, x0.dim()) * noise)
+
+    def training_loss(self, model: Model, x0: Tensor, t: Tensor | None = None, noise: Tensor | None = None,
+                      generator: torch.Generator | None = None, **model_kwargs) -> Tensor:
+        """Per-sample MSE between the true and the predicted noise: ``(B,)``."""
+        if t is None:
+            t = torch.randint(0, self.num_steps, (x0.shape[0],), device=x0.device, generator=generator)
+        if noise is None:
+            noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
+        eps = model(self.q_sample(x0, t, noise), t, **model_kwargs)
+        return (eps - noise).pow(2).flatten(1).mean(1)
+
+    def predict_x0(self, x_t: Tensor, t: Tensor, eps: Tensor) -> Tensor:
+        """``x_0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar)``; not clipped."""
+        return (x_t - _extract(self.sqrt_one_minus_alphas_cumprod, t, x_t.dim()) * eps) / _extract(
+            self.sqrt_alphas_cumprod, t, x_t.dim())
+
+    # ------------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def ddpm_sample(self, model: Model, shape: tuple[int, ...], *, generator: torch.Generator | None = None,
+                    device=None, **model_kwargs) -> Tensor:
+        """Ancestral sampling over all ``num_steps`` steps."""
+        x = torch.randn(shape, generator=generator, device=device)
+        for i in reversed(range(self.num_steps)):
+            t = torch.full((shape[0],), i, device=x.device, dtype=torch.long)
+            x0 = self.predict_x0(x, t, model(x, t, **model_kwargs))
+            mean = _extract(self.posterior_mean_coef1, t, x.dim()) * x0 + _extract(self.posterior_mean_coef2, t, x.dim()) * x
+            if i > 0:
+                noise = torch.randn(shape, generator=generator, device=x.device)
+                x = mean + (0.5 * _extract(self.posterior_log_variance, t, x.dim())).exp() * noise
+            else:
+                x = mean
+        return x
+
+    @torch.no_grad()
+    def ddim_sample(self, model: Model, shape: tuple[int, ...], *, steps: int = 50, eta: float = 0.0,
+                    generator: torch.Generator | None = None, device=None, noise: Tensor | None = None,
+                    **model_kwargs) -> Tensor:
+        """DDIM (Song et al. 2021) on ``steps`` evenly spaced timesteps; ``eta = 0`` is deterministic."""
+        if not 1 <= steps <= self.num_steps:
+            raise ValueError(f"steps must be in [1, {self.num_steps}], got {steps}")
+        ts = torch.linspace(self.num_steps - 1, 0, steps).round().long().tolist()
+        x = noise if noise is not None else torch.randn(shape, generator=generator, device=device)
+        abar = self.alphas_cumprod
+        for k, i in enumerate(ts):
+            t = torch.full((shape[0],), i, device=x.device, dtype=torch.long)
+            eps = model(x, t, **model_kwargs)
+            x0 = self.predict_x0(x, t, eps)
+            a_t = abar[i].item()
+            a_prev = abar[ts[k + 1]].item() if k + 1 < len(ts) else 1.0
+            sigma = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)) ** 0.5
+            x = a_prev**0.5 * x0 + max(1 - a_prev - sigma**2, 0.0) ** 0.5 * eps
+            if sigma > 0:
+                x = x + sigma * torch.randn(shape, generator=generator, device=x.device)
+        return x
+
+
+def classifier_free_guidance(model: Model, scale: float, null_kwargs: dict) -> Model:
+    """``eps = eps_uncond + scale (eps_cond - eps_uncond)``; ``scale = 1`` is plain conditioning."""
+
+    def guided(x: Tensor, t: Tensor, **kwargs) -> Tensor:
+        if scale == 1.0:
+            return model(x, t, **kwargs)
+        cond = model(x, t, **kwargs)
+        uncond = model(x, t, **{**kwargs, **null_kwargs})
+        return uncond + scale * (cond - uncond)
+
+    return guided

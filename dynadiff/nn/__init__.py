@@ -1,0 +1,1 @@
+"""Networks of the DynaDiff generator: weight VAE, latent DiT, dynamics-informed prompter."""

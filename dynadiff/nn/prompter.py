@@ -1,0 +1,119 @@
+"""Dynamics-informed prompter (paper section 3.3, appendix F).
+
+Explicit branch (closed form, no parameters): for every frame, the spatial mean, variance, energy
+``0.5 <f^2>`` and enstrophy ``0.5 <|grad f|^2>`` (periodic central differences, unit spacing), each
+summed over channels; then, per statistic, the temporal mean and the least-squares trend (slope per
+frame) over the ``L`` observed frames: 8 numbers. With a single frame (``L = 1``) the trend is 0.
+
+Implicit branch: the 2D FFT of every frame, truncated to the lowest ``modes`` wavenumbers per axis,
+real and imaginary parts stacked, projected and fed to a GRU; its final hidden state is the implicit
+prompt. The prompt is the concatenation. For ODE systems (frames are state vectors) the explicit
+statistics are taken over the state vector (enstrophy: half the mean squared change since the
+previous frame, 0 for the first) and the raw states replace the FFT.
+
+Variable observation length: batches carry ``lengths (B,)``; frames past a sample's length are ignored.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def frame_statistics(x: Tensor) -> Tensor:
+    """``(B, L, C, H, W)`` or ``(B, L, D)`` -> ``(B, L, 4)``: mean, variance, energy, enstrophy."""
+    if x.dim() == 5:
+        dims = (-2, -1)
+        mean = x.mean(dims).sum(-1)
+        var = x.var(dims, unbiased=False).sum(-1)
+        energy = 0.5 * x.pow(2).mean(dims).sum(-1)
+        gx = 0.5 * (torch.roll(x, -1, -1) - torch.roll(x, 1, -1))
+        gy = 0.5 * (torch.roll(x, -1, -2) - torch.roll(x, 1, -2))
+        enstrophy = 0.5 * (gx.pow(2) + gy.pow(2)).mean(dims).sum(-1)
+    else:
+        mean, var, energy = x.mean(-1), x.var(-1, unbiased=False), 0.5 * x.pow(2).mean(-1)
+        diff = torch.cat([torch.zeros_like(x[:, :1]), x[:, 1:] - x[:, :-1]], dim=1)
+        enstrophy = 0.5 * diff.pow(2).mean(-1)
+    return torch.stack([mean, var, energy, enstrophy], dim=-1)
+
+
+def temporal_mean_and_trend(s: Tensor, lengths: Tensor) -> Tensor:
+    """``s (B, L, K)`` over the first ``lengths[b]`` frames -> ``(B, 2K)`` [means, least-squares slopes]."""
+    b, l, _ = s.shape
+    t = torch.arange(l, device=s.device, dtype=s.dtype).expand(b, l)
+    mask = (t < lengths[:, None]).to(s.dtype)  # (B, L)
+    n = mask.sum(1, keepdim=True)
+    t_mean = (t * mask).sum(1, keepdim=True) / n
+    s_mean = (s * mask[..., None]).sum(1) / n  # (B, K)
+    dt = (t - t_mean) * mask
+    denom = dt.pow(2).sum(1, keepdim=True)  # 0 when L = 1
+    slope = (dt[..., None] * (s - s_mean[:, None])).sum(1) / denom.clamp_min(1e-12)
+    slope = torch.where(denom > 0, slope, torch.zeros_like(slope))
+    return torch.cat([s_mean, slope], dim=-1)
+
+
+def spectral_features(x: Tensor, modes: int) -> Tensor:
+    """``(B, L, C, H, W)`` -> ``(B, L, C * 2 * (2 modes) * modes)``: lowest Fourier modes, (re, im) stacked."""
+    f = torch.fft.rfft2(x, norm="ortho")
+    ky = torch.cat([torch.arange(modes), torch.arange(-modes, 0)]) % x.shape[-2]
+    f = f[..., ky, :modes]  # (B, L, C, 2m, m)
+    return torch.cat([f.real, f.imag], dim=-1).flatten(2)
+
+
+class DynamicsPrompter(nn.Module):
+    """``observations (B, L, ...) , lengths (B,) -> prompt (B, 8 + hidden)``.
+
+    Args:
+        frame_shape: ``(C, H, W)`` for fields or ``(D,)`` for ODE states.
+        hidden: GRU width (the implicit prompt size).
+        modes: Fourier modes kept per axis.
+        num_env_params: size of the auxiliary regression head (``0`` disables it).
+
+    The explicit statistics are standardised with the buffers ``stat_mean``/``stat_std``, which the
+    trainer sets from the training observations (:meth:`fit_statistics`).
+    """
+
+    def __init__(self, frame_shape: tuple[int, ...], hidden: int = 64, modes: int = 8, num_env_params: int = 0):
+        super().__init__()
+        self.frame_shape = tuple(frame_shape)
+        self.field = len(self.frame_shape) == 3
+        if self.field:
+            c, h, w = self.frame_shape
+            self.modes = min(modes, h // 2, w // 2 + 1)
+            in_dim = c * 2 * (2 * self.modes) * self.modes
+        else:
+            self.modes, in_dim = 0, self.frame_shape[0]
+        self.input = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU())
+        self.gru = nn.GRU(hidden, hidden, batch_first=True)
+        self.register_buffer("stat_mean", torch.zeros(8))
+        self.register_buffer("stat_std", torch.ones(8))
+        self.prompt_dim = 8 + hidden
+        self.aux = nn.Linear(self.prompt_dim, num_env_params) if num_env_params else None
+
+    @torch.no_grad()
+    def fit_statistics(self, obs: Tensor) -> None:
+        """Set the standardisation of the explicit branch from full-length observations ``(B, L, ...)``."""
+        e = self.explicit(obs, torch.full((obs.shape[0],), obs.shape[1], device=obs.device))
+        self.stat_mean.copy_(e.mean(0))
+        self.stat_std.copy_(e.std(0).clamp_min(1e-6) if e.shape[0] > 1 else torch.ones_like(e[0]))
+
+    def explicit(self, obs: Tensor, lengths: Tensor) -> Tensor:
+        """The 8 closed-form statistics, ``(B, 8)`` (unscaled)."""
+        return temporal_mean_and_trend(frame_statistics(obs), lengths)
+
+    def forward(self, obs: Tensor, lengths: Tensor | None = None) -> Tensor:
+        b, l = obs.shape[:2]
+        if lengths is None:
+            lengths = torch.full((b,), l, device=obs.device)
+        explicit = (self.explicit(obs, lengths) - self.stat_mean) / self.stat_std
+        seq = spectral_features(obs, self.modes) if self.field else obs
+        packed = nn.utils.rnn.pack_padded_sequence(self.input(seq), lengths.cpu(), batch_first=True,
+                                                   enforce_sorted=False)
+        _, h = self.gru(packed)
+        return torch.cat([explicit, h[-1]], dim=-1)
+
+    def regress(self, prompt: Tensor) -> Tensor:
+        """Auxiliary environment-parameter prediction ``(B, P)``."""
+        if self.aux is None:
+            raise RuntimeError("this prompter has no auxiliary head (num_env_params=0)")
+        return self.aux(prompt)
