@@ -39,6 +39,13 @@ class Normalizer:
         self.layout, self.mean, self.std = layout, dict(mean), dict(std)
 
     @classmethod
+    def fit_stacked(cls, layout: GraphLayout, features: Mapping[str, Tensor], eps: float = 1e-8) -> Normalizer:
+        """Fit on batched features ``{key: (B, N_t, D_t)}`` of one architecture (e.g. a zoo archive)."""
+        b = next(iter(features.values())).shape[0]
+        flat = {k: features[k].reshape(-1, features[k].shape[-1]) for k in layout.node_keys}
+        return cls._fit(layout, flat, b, eps)
+
+    @classmethod
     def fit(cls, graphs: Sequence[WeightGraph] | Batch, eps: float = 1e-8) -> Normalizer:
         """Fit on a list of graphs or a PyG ``Batch`` of graphs, all of one architecture."""
         if isinstance(graphs, Batch):
@@ -54,6 +61,11 @@ class Normalizer:
                     raise ArchitectureMismatchError(f"graph #{i} is of another architecture than graph #0")
             num_graphs = len(graphs)
             xs = {k: torch.cat([g[k].x for g in graphs]) for k in layout.node_keys}
+        return cls._fit(layout, xs, num_graphs, eps)
+
+    @classmethod
+    def _fit(cls, layout: GraphLayout, xs: Mapping[str, Tensor], num_graphs: int, eps: float) -> Normalizer:
+        """``xs``: ``{key: (num_graphs * N_t, D_t)}``, graphs one after another."""
         mean, std = {}, {}
         for nt in layout.node_types:
             x = xs[nt.key].double()

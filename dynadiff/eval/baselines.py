@@ -19,10 +19,9 @@ def predictor(net: torch.nn.Module, residual: bool):
     return lambda x: advance(net, x, residual)
 
 
-def baseline_methods(builder: ZooBuilder) -> dict[str, Method]:
+def baseline_methods(builder: ZooBuilder, which: tuple[str, ...] = ("not_adaptive", "one_per_env", "one_for_all")
+                     ) -> dict[str, Method]:
     """``not_adaptive`` (the base), ``one_per_env`` (upper bound), ``one_for_all`` (larger, all seen envs)."""
-    base = predictor(builder.base(), builder.residual)
-    ofa = predictor(builder.one_for_all(), builder.residual)
     cache: dict[int, Any] = {}
 
     def one_per_env(env: int, obs: torch.Tensor):
@@ -30,7 +29,16 @@ def baseline_methods(builder: ZooBuilder) -> dict[str, Method]:
             cache[env] = predictor(load_into(builder.new_expert(), builder.zl.one_per_env(env)), builder.residual)
         return cache[env]
 
-    return {"not_adaptive": lambda env, obs: base, "one_per_env": one_per_env, "one_for_all": lambda env, obs: ofa}
+    methods: dict[str, Method] = {}
+    if "not_adaptive" in which:
+        base = predictor(builder.base(), builder.residual)
+        methods["not_adaptive"] = lambda env, obs: base
+    if "one_per_env" in which:
+        methods["one_per_env"] = one_per_env
+    if "one_for_all" in which:
+        ofa = predictor(builder.one_for_all(), builder.residual)
+        methods["one_for_all"] = lambda env, obs: ofa
+    return methods
 
 
 def evaluate_methods(methods: Mapping[str, Method], builder: ZooBuilder, resolved: Mapping[str, Any],

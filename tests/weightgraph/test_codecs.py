@@ -100,3 +100,10 @@ def test_weightgraph_does_not_import_dynadiff_or_optional_packages():
             "bad = [m for m in ('dynadiff', 'neuralop', 'h5py', 'hydra') if m in sys.modules]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_normalizer_fit_stacked_matches_list():
+    graphs = _graphs(UNet, 3)
+    stacked = {k: torch.stack([g[k].x for g in graphs]) for k in graphs[0].layout.node_keys}
+    a, b = Normalizer.fit(graphs), Normalizer.fit_stacked(graphs[0].layout, stacked)
+    assert all(torch.allclose(a.mean[k], b.mean[k]) and torch.allclose(a.std[k], b.std[k]) for k in a.mean)

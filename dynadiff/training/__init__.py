@@ -1,0 +1,1 @@
+"""Training loops for the generator: plain, readable, resumable."""

@@ -1,0 +1,76 @@
+"""What every training loop shares: atomic resumable checkpoints, CSV/JSONL logging, NaN guards."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+
+def save_state(path: str | Path, state: Mapping[str, Any]) -> None:
+    """``torch.save`` to a temporary name, then rename: a killed run never leaves a torn checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    torch.save(dict(state), tmp)
+    os.replace(tmp, path)
+
+
+def load_state(path: str | Path) -> dict[str, Any] | None:
+    path = Path(path)
+    return torch.load(path, map_location="cpu", weights_only=False) if path.exists() else None
+
+
+def rng_state(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    return {"torch": torch.get_rng_state(), "generator": generator.get_state()}
+
+
+def set_rng_state(state: Mapping[str, torch.Tensor], generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["generator"])
+
+
+def check_finite(step: int, terms: Mapping[str, torch.Tensor | float]) -> None:
+    """Stop with a message naming the step and the loss term that is NaN or infinite."""
+    for name, v in terms.items():
+        value = float(v.detach()) if isinstance(v, torch.Tensor) else float(v)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise FloatingPointError(f"loss term '{name}' is {value} at step {step}; stopping "
+                                     "(lower the learning rate or check the inputs)")
+
+
+class MetricLogger:
+    """Appends ``{"step": ..., **metrics}`` rows to ``metrics.jsonl`` and ``metrics.csv`` (TensorBoard optional)."""
+
+    def __init__(self, out_dir: str | Path, tensorboard: bool = False):
+        self.dir = Path(out_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.jsonl = self.dir / "metrics.jsonl"
+        self.csv = self.dir / "metrics.csv"
+        self.fields: list[str] | None = None
+        if self.csv.exists():
+            with self.csv.open() as f:
+                self.fields = next(csv.reader(f), None)
+        self.tb = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(self.dir / "tensorboard"))
+
+    def log(self, step: int, metrics: Mapping[str, float]) -> None:
+        row = {"step": step, **{k: float(v) for k, v in metrics.items()}}
+        with self.jsonl.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.fields is None:
+            self.fields = list(row)
+            with self.csv.open("w", newline="") as f:
+                csv.writer(f).writerow(self.fields)
+        with self.csv.open("a", newline="") as f:
+            csv.writer(f).writerow([row.get(k, "") for k in self.fields])
+        if self.tb is not None:
+            for k, v in metrics.items():
+                self.tb.add_scalar(k, v, step)

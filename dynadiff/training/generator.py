@@ -1,0 +1,125 @@
+"""Train the latent DiT jointly with the dynamics-informed prompter (paper section 3.3).
+
+Each step: a batch of zoo experts; their per-node latents from the frozen VAE (mean, scaled to unit
+variance); for each expert an observation window of its own environment with a length drawn from
+``[1, L]`` (variable-length training); loss = diffusion noise MSE + ``aux_weight`` x the auxiliary
+regression of the (standardised) environment parameters from the prompt.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..data.dataset import load_trajectories, normalise
+from ..diffusion import GaussianDiffusion
+from ..nn.dit import DIT_PRESETS, LatentDiT
+from ..nn.prompter import DynamicsPrompter
+from ..nn.vae import WeightVAE
+from ..zoo.archive import ZooArchive
+from .common import MetricLogger, check_finite, load_state, rng_state, save_state, set_rng_state
+
+
+class ObservationBank:
+    """Normalised training trajectories per environment; draws length-``l`` windows ``(B, L, ...)``."""
+
+    def __init__(self, data_dir: str | Path, envs: list[int], mean: Tensor, std: Tensor, obs_len: int,
+                 first_frames_only: bool = False):
+        self.obs_len, self.first = obs_len, first_frames_only
+        self.traj: dict[int, Tensor] = {}
+        for e in envs:
+            t = load_trajectories(data_dir, e, "train")
+            self.traj[e] = normalise(t, mean, std, channel_dim=2 - t.dim())
+
+    def sample(self, envs: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Windows ``(B, L, ...)`` of the given environments and their lengths ``(B,)`` drawn from [1, L]."""
+        out = []
+        for e in envs.tolist():
+            t = self.traj[int(e)]
+            i = int(torch.randint(t.shape[0], (1,), generator=g))
+            s = 0 if self.first else int(torch.randint(t.shape[1] - self.obs_len + 1, (1,), generator=g))
+            out.append(t[i, s:s + self.obs_len])
+        lengths = torch.randint(1, self.obs_len + 1, (len(out),), generator=g)
+        return torch.stack(out), lengths
+
+    def full(self, envs: list[int]) -> Tensor:
+        """The first ``L`` frames of every training trajectory of ``envs`` (for prompt statistics)."""
+        return torch.cat([self.traj[e][:, :self.obs_len] for e in envs])
+
+
+@torch.no_grad()
+def encode_zoo(vae: WeightVAE, feats_n: Mapping[str, Tensor], chunk: int = 32) -> Tensor:
+    """Mean per-node latents ``(N_experts, N_nodes, h)``."""
+    n = next(iter(feats_n.values())).shape[0]
+    return torch.cat([vae.encode({k: v[s:s + chunk] for k, v in feats_n.items()})[0] for s in range(0, n, chunk)])
+
+
+def build_generator(counts: list[int], latent_dim: int, frame_shape: tuple[int, ...], num_env_params: int,
+                    cfg: Mapping[str, Any]) -> tuple[LatentDiT, DynamicsPrompter, GaussianDiffusion]:
+    pc = cfg["prompter"]
+    prompter = DynamicsPrompter(frame_shape, hidden=pc["hidden"], modes=pc["modes"],
+                                num_env_params=num_env_params if cfg["aux_weight"] > 0 else 0)
+    sizes = {**DIT_PRESETS.get(cfg.get("size", "small"), {}), **cfg.get("model", {})}
+    dit = LatentDiT(counts, latent_dim, prompter.prompt_dim, prompt_dropout=cfg.get("prompt_dropout", 0.0), **sizes)
+    d = cfg["diffusion"]
+    return dit, prompter, GaussianDiffusion(d["num_steps"], d["schedule"])
+
+
+def train_generator(archive: ZooArchive, vae: WeightVAE, feats_n: Mapping[str, Tensor], bank: ObservationBank,
+                    cfg: Mapping[str, Any], out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
+    """Train (or resume) DiT + prompter. Returns the trained parts and the latent/parameter scalings."""
+    out = Path(out_dir)
+    torch.manual_seed(cfg["seed"])
+    latents = encode_zoo(vae, feats_n)  # (N, nodes, h)
+    latent_scale = 1.0 / latents.std().clamp_min(1e-6).item()
+    z_all = latents * latent_scale
+    params = archive.env_params
+    p_mean, p_std = params.mean(0), params.std(0).clamp_min(1e-6) if len(params) > 1 else torch.ones(params.shape[1])
+    frame_shape = tuple(next(iter(bank.traj.values())).shape[2:])
+    counts = [nt.num_nodes for nt in archive.layout.node_types]
+    dit, prompter, diffusion = build_generator(counts, z_all.shape[-1], frame_shape, params.shape[1], cfg)
+    prompter.fit_statistics(bank.full(sorted(bank.traj)))
+    parts = torch.nn.ModuleDict({"dit": dit, "prompter": prompter})
+    opt = torch.optim.AdamW(parts.parameters(), lr=cfg["lr"], weight_decay=cfg.get("weight_decay", 0.0))
+    g = torch.Generator().manual_seed(cfg["seed"])
+    start = 0
+    ckpt = load_state(out / "generator_last.pt")
+    if ckpt is not None:
+        parts.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        set_rng_state(ckpt["rng"], g)
+        start = ckpt["step"]
+    logger = MetricLogger(out / "generator_log", tensorboard=cfg.get("tensorboard", False))
+    n = z_all.shape[0]
+    t0 = time.perf_counter()
+    parts.train()
+    bar = tqdm(range(start, cfg["steps"]), desc="train DiT + prompter", unit="step", disable=not progress,
+               initial=start, total=cfg["steps"])
+    for step in bar:
+        idx = torch.randint(n, (min(cfg["batch_size"], n),), generator=g)
+        obs, lengths = bank.sample(archive.env_index[idx], g)
+        prompt = prompter(obs, lengths)
+        terms = {"diffusion": diffusion.training_loss(dit, z_all[idx], generator=g, prompt=prompt).mean()}
+        loss = terms["diffusion"]
+        if cfg["aux_weight"] > 0:
+            terms["aux"] = (prompter.regress(prompt) - (params[idx] - p_mean) / p_std).pow(2).mean()
+            loss = loss + cfg["aux_weight"] * terms["aux"]
+        check_finite(step, {**terms, "loss": loss})
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parts.parameters(), cfg.get("grad_clip", 1.0))
+        opt.step()
+        if step % cfg.get("log_every", 50) == 0 or step == cfg["steps"] - 1:
+            logger.log(step, {k: v.item() for k, v in terms.items()})
+            bar.set_postfix({k: f"{v.item():.3e}" for k, v in terms.items()})
+        if (step + 1) % cfg.get("ckpt_every", 200) == 0 or step == cfg["steps"] - 1:
+            save_state(out / "generator_last.pt", {"model": parts.state_dict(), "optimizer": opt.state_dict(),
+                                                  "rng": rng_state(g), "step": step + 1, "config": dict(cfg)})
+    parts.eval()
+    return {"dit": dit, "prompter": prompter, "diffusion": diffusion, "latent_scale": latent_scale,
+            "param_mean": p_mean, "param_std": p_std, "train_seconds": time.perf_counter() - t0}
