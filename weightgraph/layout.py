@@ -8,7 +8,6 @@ way back is one slice-reshape-permute per tensor.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import math
 from collections import OrderedDict
@@ -327,8 +326,6 @@ class GraphLayout:
         return [WeightGraph.from_features(self, {k: v[i] for k, v in features.items()},
                                           dict(opaque[i]) if opaque else {}) for i in range(b)]
 
-    def copy(self) -> GraphLayout:
-        return copy.copy(self)
 
 
 def _split(x: Tensor, dim: int, sizes: tuple[int, ...]) -> Tensor:

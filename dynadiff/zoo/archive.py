@@ -7,7 +7,7 @@ Layout of ``zoo.h5``::
     /env_params             float32 (N, P) its parameters (attr names)
     /seed                   int64 (N,)
     /metrics/<name>         float64 (N,)   train/val/test loss, seconds
-    attrs: expert (JSON config), channels, residual, layout_fingerprint, node_types, paths (JSON)
+    attrs: expert (JSON config), channels, residual, layout_fingerprint, node_types, n_experts
 """
 
 from __future__ import annotations
