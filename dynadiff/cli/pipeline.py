@@ -103,6 +103,29 @@ def stage_dit(archive: ZooArchive, builder: ZooBuilder, vae_bundle: dict, resolv
     return model
 
 
+def stage_generate(cfg: DictConfig, builder: ZooBuilder, out: Path) -> list[str]:
+    """Experts for environment ``generate.env`` from the first L frames of its test trajectory, saved as checkpoints."""
+    from ..data.dataset import observations
+    from ..zoo.storage import save_checkpoint
+
+    model = DynaDiff.load(out / "dynadiff.pt")
+    env = cfg.generate.env if cfg.generate.env is not None else (builder.manifest.unseen or builder.manifest.seen)[0]
+    obs = observations(builder.data_dir, env, length=cfg.eval.obs_len)
+    t = time.perf_counter()
+    experts = model.generate(obs, num_samples=cfg.generate.num_samples, steps=cfg.generate.ddim_steps,
+                             seed=cfg.generate.seed)
+    seconds = time.perf_counter() - t
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    paths = [str(save_checkpoint(run_dir / f"expert_{i:03d}", e,
+                                 {"kind": "generated", "env_index": env, "env": builder.manifest.environments[env],
+                                  "expert": model.expert_cfg, "channels": model.channels, "residual": model.residual,
+                                  "ddim_steps": cfg.generate.ddim_steps, "seed": cfg.generate.seed}))
+             for i, e in enumerate(experts)]
+    print(f"generated {len(experts)} experts for environment {env} {builder.manifest.environments[env]} in "
+          f"{seconds:.2f} s ({seconds / len(experts):.3f} s per expert) -> {run_dir}")
+    return paths
+
+
 def dynadiff_method(model: DynaDiff, sample_cfg: dict):
     def adapt(env: int, obs: torch.Tensor):
         expert = model.generate(obs, steps=sample_cfg["ddim_steps"], seed=sample_cfg["seed"],
@@ -145,6 +168,9 @@ def main(cfg: DictConfig) -> dict:
         lap("dit")
         if cfg.stage == "dit":
             return result
+    if cfg.stage == "generate":
+        result["experts"] = stage_generate(cfg, builder, out)
+        return result
     if cfg.stage in ("demo", "evaluate"):
         model = DynaDiff.load(out / "dynadiff.pt")
         methods = {"dynadiff": dynadiff_method(model, resolved["generator"]["sample"])}
@@ -167,8 +193,14 @@ def main(cfg: DictConfig) -> dict:
 
 def cli() -> None:
     """``dynadiff demo [overrides]`` == ``dynadiff stage=demo [overrides]``."""
-    if len(sys.argv) > 1 and sys.argv[1] in ("demo", "vae", "dit", "evaluate"):
+    if len(sys.argv) > 1 and sys.argv[1] in ("demo", "vae", "dit", "evaluate", "generate"):
         sys.argv = [sys.argv[0], f"stage={sys.argv[1]}", *sys.argv[2:]]
+    main()
+
+
+def generate_cli() -> None:
+    """``dynadiff-generate generate.env=17 generate.num_samples=4``: save generated experts as checkpoints."""
+    sys.argv = [sys.argv[0], "stage=generate", *sys.argv[1:]]
     main()
 
 

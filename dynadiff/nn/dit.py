@@ -104,6 +104,6 @@ class LatentDiT(nn.Module):
 
 DIT_PRESETS = {
     "paper": dict(hidden=768, depth=12, heads=12),
-    "small": dict(hidden=128, depth=4, heads=4),
+    "small": dict(hidden=64, depth=4, heads=4),  # ~0.1 s per step of 16 x 242 tokens on 2 CPU cores
     "tiny": dict(hidden=32, depth=2, heads=2),
 }

@@ -43,6 +43,17 @@ def check_finite(step: int, terms: Mapping[str, torch.Tensor | float]) -> None:
                                      "(lower the learning rate or check the inputs)")
 
 
+def log_and_checkpoint(step: int, cfg: Mapping[str, Any], logger: MetricLogger, bar, terms: Mapping[str, torch.Tensor],
+                       path: Path, state) -> None:
+    """Log every ``log_every`` steps and save ``state()`` every ``ckpt_every`` steps (and at the last step)."""
+    last = step == cfg["steps"] - 1
+    if step % cfg.get("log_every", 50) == 0 or last:
+        logger.log(step, {k: v.item() for k, v in terms.items()})
+        bar.set_postfix({k: f"{v.item():.3e}" for k, v in terms.items()})
+    if (step + 1) % cfg.get("ckpt_every", 200) == 0 or last:
+        save_state(path, {**state(), "step": step + 1, "config": dict(cfg)})
+
+
 class MetricLogger:
     """Appends ``{"step": ..., **metrics}`` rows to ``metrics.jsonl`` and ``metrics.csv`` (TensorBoard optional)."""
 

@@ -22,7 +22,7 @@ from ..nn.dit import DIT_PRESETS, LatentDiT
 from ..nn.prompter import DynamicsPrompter
 from ..nn.vae import WeightVAE
 from ..zoo.archive import ZooArchive
-from .common import MetricLogger, check_finite, load_state, rng_state, save_state, set_rng_state
+from .common import MetricLogger, check_finite, load_state, log_and_checkpoint, rng_state, set_rng_state
 
 
 class ObservationBank:
@@ -114,12 +114,8 @@ def train_generator(archive: ZooArchive, vae: WeightVAE, feats_n: Mapping[str, T
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parts.parameters(), cfg.get("grad_clip", 1.0))
         opt.step()
-        if step % cfg.get("log_every", 50) == 0 or step == cfg["steps"] - 1:
-            logger.log(step, {k: v.item() for k, v in terms.items()})
-            bar.set_postfix({k: f"{v.item():.3e}" for k, v in terms.items()})
-        if (step + 1) % cfg.get("ckpt_every", 200) == 0 or step == cfg["steps"] - 1:
-            save_state(out / "generator_last.pt", {"model": parts.state_dict(), "optimizer": opt.state_dict(),
-                                                  "rng": rng_state(g), "step": step + 1, "config": dict(cfg)})
+        log_and_checkpoint(step, cfg, logger, bar, terms, out / "generator_last.pt",
+                           lambda: {"model": parts.state_dict(), "optimizer": opt.state_dict(), "rng": rng_state(g)})
     parts.eval()
     return {"dit": dit, "prompter": prompter, "diffusion": diffusion, "latent_scale": latent_scale,
             "param_mean": p_mean, "param_std": p_std, "train_seconds": time.perf_counter() - t0}

@@ -23,7 +23,7 @@ from weightgraph.normalize import Normalizer
 from ..data.dataset import load_trajectories, normalise
 from ..nn.vae import VAE_PRESETS, WeightVAE, kl_divergence, reconstruction_error
 from ..zoo.archive import ZooArchive
-from .common import MetricLogger, check_finite, load_state, rng_state, save_state, set_rng_state
+from .common import MetricLogger, check_finite, load_state, log_and_checkpoint, rng_state, set_rng_state
 
 
 @dataclass
@@ -109,12 +109,8 @@ def train_vae(archive: ZooArchive, probes: ProbeInputs, cfg: Mapping[str, Any], 
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), cfg.get("grad_clip", 1.0))
         opt.step()
-        if step % cfg.get("log_every", 50) == 0 or step == cfg["steps"] - 1:
-            logger.log(step, {k: v.item() for k, v in terms.items()} | {"loss": loss.item()})
-            bar.set_postfix({k: f"{v.item():.2e}" for k, v in terms.items()})
-        if (step + 1) % cfg.get("ckpt_every", 200) == 0 or step == cfg["steps"] - 1:
-            save_state(out / "vae_last.pt", {"model": vae.state_dict(), "optimizer": opt.state_dict(),
-                                            "rng": rng_state(g), "step": step + 1, "config": dict(cfg)})
+        log_and_checkpoint(step, cfg, logger, bar, {**terms, "loss": loss}, out / "vae_last.pt",
+                           lambda: {"model": vae.state_dict(), "optimizer": opt.state_dict(), "rng": rng_state(g)})
     vae.eval()
     metrics = evaluate_vae(vae, archive, normalizer, feats_n, probes)
     metrics["train_seconds"] = time.perf_counter() - t0

@@ -35,7 +35,7 @@ def zoo(tmp_path_factory):
 
 def _vae_cfg(**over):
     cfg = _cfg("generator", "default")["vae"]
-    cfg.update(steps=12, ckpt_every=4, log_every=1, **over)
+    cfg.update({"steps": 12, "ckpt_every": 4, "log_every": 1, **over})
     return cfg
 
 
@@ -90,6 +90,12 @@ def test_demo_tiny_end_to_end(tmp_path, monkeypatch, capsys):
                if isinstance(p, torch.Tensor))
     future = model.predict(obs[0], horizon=3, steps=5, seed=0)
     assert future.shape == (3, 2, 16, 16) and torch.isfinite(future).all()
+    monkeypatch.setattr(sys, "argv", ["dynadiff-generate", "stage=generate", "preset=tiny", "progress=false",
+                                      "generate.num_samples=2", "generate.ddim_steps=3"])
+    cli()
+    assert "generated 2 experts" in capsys.readouterr().out
+    gen = sorted((tmp_path / "runs" / "dynadiff").glob("lambda_omega-tiny/*/expert_*"))
+    assert len(gen) == 2 and (gen[0] / "weights.safetensors").exists()
     # a second demo run reuses every stage
     monkeypatch.setattr(sys, "argv", ["dynadiff", "demo", "preset=tiny", "progress=false", "threads=1"])
     cli()
