@@ -33,14 +33,17 @@ class DynaDiff(nn.Module):
 
     def __init__(self, vae: WeightVAE, dit: LatentDiT, prompter: DynamicsPrompter, diffusion: GaussianDiffusion,
                  normalizer: Normalizer, expert_cfg: Mapping[str, Any], channels: int, residual: bool,
-                 field_mean: Tensor, field_std: Tensor, latent_scale: float, config: Mapping[str, Any]):
+                 field_mean: Tensor, field_std: Tensor, latent_mean: Tensor, latent_std: Tensor,
+                 config: Mapping[str, Any]):
         super().__init__()
         self.vae, self.dit, self.prompter, self.diffusion = vae.eval(), dit.eval(), prompter.eval(), diffusion
         self.normalizer, self.expert_cfg, self.channels, self.residual = normalizer, dict(expert_cfg), channels, residual
         self.template, self.layout = expert_layout(self.expert_cfg, channels)
         self.register_buffer("field_mean", field_mean)
         self.register_buffer("field_std", field_std)
-        self.latent_scale, self.config = latent_scale, dict(config)
+        self.register_buffer("latent_mean", latent_mean)  # (nodes, h): diffusion runs on (z - mean) / std
+        self.register_buffer("latent_std", latent_std)
+        self.config = dict(config)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
@@ -48,7 +51,8 @@ class DynaDiff(nn.Module):
         state = {"vae": self.vae.state_dict(), "dit": self.dit.state_dict(), "prompter": self.prompter.state_dict(),
                  "vae_node_types": self.vae.node_types, "normalizer": self.normalizer.state_dict(),
                  "expert_cfg": self.expert_cfg, "channels": self.channels, "residual": self.residual,
-                 "field_mean": self.field_mean, "field_std": self.field_std, "latent_scale": self.latent_scale,
+                 "field_mean": self.field_mean, "field_std": self.field_std, "latent_mean": self.latent_mean,
+                 "latent_std": self.latent_std,
                  "config": self.config, "vae_sizes": self._vae_sizes()}
         tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
         torch.save(state, tmp)
@@ -75,7 +79,7 @@ class DynaDiff(nn.Module):
         _, layout = expert_layout(s["expert_cfg"], s["channels"])
         normalizer = Normalizer.from_state_dict(layout, s["normalizer"])
         return cls(vae, dit, prompter, diffusion, normalizer, s["expert_cfg"], s["channels"], s["residual"],
-                   s["field_mean"], s["field_std"], s["latent_scale"], s["config"])
+                   s["field_mean"], s["field_std"], s["latent_mean"], s["latent_std"], s["config"])
 
     # ------------------------------------------------------------------ generation
     def _prepare(self, observations: Tensor, normalized: bool) -> Tensor:
@@ -91,7 +95,8 @@ class DynaDiff(nn.Module):
         g = torch.Generator().manual_seed(seed) if seed is not None else None
         model = classifier_free_guidance(self.dit, guidance, {"drop_prompt": torch.ones(len(prompt), dtype=torch.bool)})
         shape = (len(prompt), self.vae.num_nodes, self.vae.latent_dim)
-        z = self.diffusion.ddim_sample(model, shape, steps=steps, generator=g, prompt=prompt) / self.latent_scale
+        z = self.diffusion.ddim_sample(model, shape, steps=steps, generator=g, prompt=prompt)
+        z = z * self.latent_std + self.latent_mean
         return self.normalizer.inverse(self.vae.decode(z))
 
     def generate(self, observations: Tensor, num_samples: int = 1, steps: int = 50, seed: int | None = None,

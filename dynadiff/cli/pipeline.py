@@ -97,7 +97,8 @@ def stage_dit(archive: ZooArchive, builder: ZooBuilder, vae_bundle: dict, resolv
               "num_env_params": archive.env_params.shape[1], "system": resolved["system"]["name"],
               "param_mean": trained["param_mean"].tolist(), "param_std": trained["param_std"].tolist()}
     model = DynaDiff(vae, trained["dit"], trained["prompter"], trained["diffusion"], normalizer, archive.expert_cfg,
-                     archive.channels, archive.residual, builder.mean, builder.std, trained["latent_scale"], config)
+                     archive.channels, archive.residual, builder.mean, builder.std, trained["latent_mean"],
+                     trained["latent_std"], config)
     model.save(path)
     print(f"DiT + prompter trained in {trained['train_seconds']:.0f} s -> {path}")
     return model

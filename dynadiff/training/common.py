@@ -43,6 +43,17 @@ def check_finite(step: int, terms: Mapping[str, torch.Tensor | float]) -> None:
                                      "(lower the learning rate or check the inputs)")
 
 
+def optimizer_step(step: int, loss: torch.Tensor, terms: Mapping[str, torch.Tensor], opt: torch.optim.Optimizer,
+                   params, grad_clip: float | None = 1.0) -> None:
+    """NaN guard, backward, gradient clipping, update."""
+    check_finite(step, {**terms, "loss": loss})
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    opt.step()
+
+
 def log_and_checkpoint(step: int, cfg: Mapping[str, Any], logger: MetricLogger, bar, terms: Mapping[str, torch.Tensor],
                        path: Path, state) -> None:
     """Log every ``log_every`` steps and save ``state()`` every ``ckpt_every`` steps (and at the last step)."""

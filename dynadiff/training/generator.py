@@ -1,7 +1,7 @@
 """Train the latent DiT jointly with the dynamics-informed prompter (paper section 3.3).
 
-Each step: a batch of zoo experts; their per-node latents from the frozen VAE (mean, scaled to unit
-variance); for each expert an observation window of its own environment with a length drawn from
+Each step: a batch of zoo experts; their per-node latents from the frozen VAE (posterior means,
+standardised per coordinate over the zoo, ``latent_norm``); for each expert an observation window of its own environment with a length drawn from
 ``[1, L]`` (variable-length training); loss = diffusion noise MSE + ``aux_weight`` x the auxiliary
 regression of the (standardised) environment parameters from the prompt.
 """
@@ -22,7 +22,7 @@ from ..nn.dit import DIT_PRESETS, LatentDiT
 from ..nn.prompter import DynamicsPrompter
 from ..nn.vae import WeightVAE
 from ..zoo.archive import ZooArchive
-from .common import MetricLogger, check_finite, load_state, log_and_checkpoint, rng_state, set_rng_state
+from .common import MetricLogger, load_state, log_and_checkpoint, optimizer_step, rng_state, set_rng_state
 
 
 class ObservationBank:
@@ -76,8 +76,14 @@ def train_generator(archive: ZooArchive, vae: WeightVAE, feats_n: Mapping[str, T
     out = Path(out_dir)
     torch.manual_seed(cfg["seed"])
     latents = encode_zoo(vae, feats_n)  # (N, nodes, h)
-    latent_scale = 1.0 / latents.std().clamp_min(1e-6).item()
-    z_all = latents * latent_scale
+    if cfg.get("latent_norm", "per_coordinate") == "per_coordinate":
+        # Model deviations from the zoo's mean latent, per coordinate in units of their spread: all experts
+        # share one base, so most of the latent is common to the zoo and carries no environment information.
+        z_mean = latents.mean(0)
+        z_std = latents.std(0).clamp_min(1e-3 * latents.std().item()) if len(latents) > 1 else torch.ones_like(z_mean)
+    else:  # one global scale (latent diffusion's usual choice)
+        z_mean, z_std = torch.zeros_like(latents[0]), latents.std().clamp_min(1e-6).expand_as(latents[0]).clone()
+    z_all = (latents - z_mean) / z_std
     params = archive.env_params
     p_mean, p_std = params.mean(0), params.std(0).clamp_min(1e-6) if len(params) > 1 else torch.ones(params.shape[1])
     frame_shape = tuple(next(iter(bank.traj.values())).shape[2:])
@@ -109,13 +115,9 @@ def train_generator(archive: ZooArchive, vae: WeightVAE, feats_n: Mapping[str, T
         if cfg["aux_weight"] > 0:
             terms["aux"] = (prompter.regress(prompt) - (params[idx] - p_mean) / p_std).pow(2).mean()
             loss = loss + cfg["aux_weight"] * terms["aux"]
-        check_finite(step, {**terms, "loss": loss})
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(parts.parameters(), cfg.get("grad_clip", 1.0))
-        opt.step()
+        optimizer_step(step, loss, terms, opt, parts.parameters(), cfg.get("grad_clip", 1.0))
         log_and_checkpoint(step, cfg, logger, bar, terms, out / "generator_last.pt",
                            lambda: {"model": parts.state_dict(), "optimizer": opt.state_dict(), "rng": rng_state(g)})
     parts.eval()
-    return {"dit": dit, "prompter": prompter, "diffusion": diffusion, "latent_scale": latent_scale,
+    return {"dit": dit, "prompter": prompter, "diffusion": diffusion, "latent_mean": z_mean, "latent_std": z_std,
             "param_mean": p_mean, "param_std": p_std, "train_seconds": time.perf_counter() - t0}

@@ -23,7 +23,7 @@ from weightgraph.normalize import Normalizer
 from ..data.dataset import load_trajectories, normalise
 from ..nn.vae import VAE_PRESETS, WeightVAE, kl_divergence, reconstruction_error
 from ..zoo.archive import ZooArchive
-from .common import MetricLogger, check_finite, load_state, log_and_checkpoint, rng_state, set_rng_state
+from .common import MetricLogger, load_state, log_and_checkpoint, optimizer_step, rng_state, set_rng_state
 
 
 @dataclass
@@ -104,11 +104,7 @@ def train_vae(archive: ZooArchive, probes: ProbeInputs, cfg: Mapping[str, Any], 
         if cfg["func_weight"] > 0:
             terms["func"] = functional_error(expert_outputs(archive, normalizer, rec, probes.x[idx]), probes.y[idx]).mean()
             loss = loss + cfg["func_weight"] * terms["func"]
-        check_finite(step, {**terms, "loss": loss})
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), cfg.get("grad_clip", 1.0))
-        opt.step()
+        optimizer_step(step, loss, terms, opt, vae.parameters(), cfg.get("grad_clip", 1.0))
         log_and_checkpoint(step, cfg, logger, bar, {**terms, "loss": loss}, out / "vae_last.pt",
                            lambda: {"model": vae.state_dict(), "optimizer": opt.state_dict(), "rng": rng_state(g)})
     vae.eval()
