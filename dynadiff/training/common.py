@@ -25,6 +25,16 @@ def load_state(path: str | Path) -> dict[str, Any] | None:
     return torch.load(path, map_location="cpu", weights_only=False) if path.exists() else None
 
 
+def resume_state(path: str | Path, cfg: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The checkpoint to resume from, or ``None`` when absent or written under another config (then the
+    run starts afresh and overwrites it: resuming a different config would silently mix two runs)."""
+    state = load_state(path)
+    if state is not None and state.get("config") != dict(cfg):
+        print(f"{path}: checkpoint of another configuration, starting afresh")
+        return None
+    return state
+
+
 def rng_state(generator: torch.Generator) -> dict[str, torch.Tensor]:
     return {"torch": torch.get_rng_state(), "generator": generator.get_state()}
 

@@ -22,7 +22,7 @@ from ..nn.dit import DIT_PRESETS, LatentDiT
 from ..nn.prompter import DynamicsPrompter
 from ..nn.vae import WeightVAE
 from ..zoo.archive import ZooArchive
-from .common import MetricLogger, load_state, log_and_checkpoint, optimizer_step, rng_state, set_rng_state
+from .common import MetricLogger, log_and_checkpoint, optimizer_step, resume_state, rng_state, set_rng_state
 
 
 class ObservationBank:
@@ -94,7 +94,7 @@ def train_generator(archive: ZooArchive, vae: WeightVAE, feats_n: Mapping[str, T
     opt = torch.optim.AdamW(parts.parameters(), lr=cfg["lr"], weight_decay=cfg.get("weight_decay", 0.0))
     g = torch.Generator().manual_seed(cfg["seed"])
     start = 0
-    ckpt = load_state(out / "generator_last.pt")
+    ckpt = resume_state(out / "generator_last.pt", cfg)
     if ckpt is not None:
         parts.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])

@@ -23,7 +23,7 @@ from weightgraph.normalize import Normalizer
 from ..data.dataset import load_trajectories, normalise
 from ..nn.vae import VAE_PRESETS, WeightVAE, kl_divergence, reconstruction_error
 from ..zoo.archive import ZooArchive
-from .common import MetricLogger, load_state, log_and_checkpoint, optimizer_step, rng_state, set_rng_state
+from .common import MetricLogger, log_and_checkpoint, optimizer_step, resume_state, rng_state, set_rng_state
 
 
 @dataclass
@@ -84,7 +84,7 @@ def train_vae(archive: ZooArchive, probes: ProbeInputs, cfg: Mapping[str, Any], 
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg["lr"], weight_decay=cfg.get("weight_decay", 0.0))
     g = torch.Generator().manual_seed(cfg["seed"])
     start = 0
-    ckpt = load_state(out / "vae_last.pt")
+    ckpt = resume_state(out / "vae_last.pt", cfg)
     if ckpt is not None:  # resume exactly where the killed run stopped
         vae.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])

@@ -50,6 +50,14 @@ def test_vae_kill_and_resume_matches_uninterrupted_run(zoo, tmp_path):
     assert {"recon", "kl", "func", "loss"} <= set(rows[-1]) and rows[-1]["step"] == 11
 
 
+def test_checkpoint_of_another_config_is_not_resumed(zoo, tmp_path):
+    _, archive, probes, _ = zoo
+    train_vae(archive, probes, _vae_cfg(steps=8), tmp_path, progress=False)
+    fresh, _, _ = train_vae(archive, probes, _vae_cfg(beta=1e-2), tmp_path / "x", progress=False)
+    changed, _, _ = train_vae(archive, probes, _vae_cfg(beta=1e-2), tmp_path, progress=False)  # not resumed
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(fresh.state_dict().values(), changed.state_dict().values()))
+
+
 def test_vae_functional_loss_term_switches_off(zoo, tmp_path):
     _, archive, probes, _ = zoo
     _, _, metrics = train_vae(archive, probes, _vae_cfg(func_weight=0.0, steps=3), tmp_path, progress=False)
