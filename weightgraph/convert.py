@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from .dataflow import INPUT, Flow, analyse
+from .dataflow import Flow, analyse
 from .edges import build_edges
 from .errors import ArchitectureMismatchError, UnsupportedLayerError, WeightGraphError
 from .graph import WeightGraph

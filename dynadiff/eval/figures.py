@@ -50,7 +50,7 @@ def rollout_figure(truth: torch.Tensor, preds: Mapping[str, torch.Tensor], path:
     for c, s in enumerate(steps):
         axes[0, c].imshow(truth[s, channel], origin="lower", cmap="RdBu_r", vmin=-lim, vmax=lim)
         axes[0, c].set_title(f"step {s + 1}", fontsize=8)
-        for i, (name, p) in enumerate(preds.items()):
+        for i, p in enumerate(preds.values()):
             axes[1 + 2 * i, c].imshow(p[s, channel], origin="lower", cmap="RdBu_r", vmin=-lim, vmax=lim)
             axes[2 + 2 * i, c].imshow((p[s, channel] - truth[s, channel]).abs(), origin="lower", cmap="magma",
                                       vmin=0, vmax=lim)

@@ -1,6 +1,5 @@
 """Every system x preset config composes and builds; the Hydra entry point runs end to end."""
 
-import importlib.resources as ir
 import json
 
 import pytest

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dynadiff.diffusion import GaussianDiffusion, linear_betas
-from dynadiff.nn.dit import DiTBlock, LatentDiT
+from dynadiff.nn.dit import LatentDiT
 from dynadiff.nn.prompter import DynamicsPrompter, frame_statistics, spectral_features, temporal_mean_and_trend
 from dynadiff.nn.vae import WeightVAE, kl_divergence, reconstruction_error
 

@@ -4,7 +4,6 @@ import importlib.resources as ir
 import json
 import multiprocessing as mp
 import time
-from pathlib import Path
 
 import h5py
 import pytest
