@@ -1,0 +1,74 @@
+"""Time to adapt to one environment: DynaDiff generation (prompt + DDIM + decode + load) next to one
+fine-tuning-based adaptation (the One-per-Env budget), on a trained demo directory.
+
+    dynadiff demo                                  # once: data, zoo, models
+    python benchmarks/bench_generate.py            # run from the same directory
+    python benchmarks/bench_generate.py system=lambda_omega preset=small --steps 10 25 50
+
+Prints seconds per generated expert for each DDIM step count, the fine-tuning time, and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+from hydra import compose, initialize_config_module
+
+from dynadiff.cli.pipeline import GROUPS, model_dir
+from dynadiff.cli.zoo import zoo_dir
+from dynadiff.config import resolve_preset
+from dynadiff.data.dataset import normalise, observations
+from dynadiff.data.generate import dataset_dir
+from dynadiff.generate import DynaDiff
+from dynadiff.zoo.build import ZooBuilder
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("overrides", nargs="*", help="Hydra overrides of the dynadiff config (system=, preset=, ...)")
+    p.add_argument("--steps", type=int, nargs="+", default=[10, 25, 50])
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    with initialize_config_module("dynadiff.configs", version_base="1.3"):
+        cfg = compose("dynadiff", overrides=a.overrides)
+    resolved = {g: resolve_preset(cfg[g], cfg.preset) for g in GROUPS}
+    model = DynaDiff.load(model_dir(cfg, resolved) / "dynadiff.pt")
+    builder = ZooBuilder(resolved, dataset_dir(cfg.paths.data, resolved["system"]["name"], cfg.preset),
+                         zoo_dir(cfg, resolved), progress=False)
+    env = (builder.manifest.unseen or builder.manifest.seen)[0]
+    obs = normalise(observations(builder.data_dir, env, length=resolved["generator"]["obs_len"]), builder.mean,
+                    builder.std)
+    rows = []
+    for steps in a.steps:
+        model.generate(obs, steps=steps, seed=0, normalized=True)  # warm-up
+        times = []
+        for r in range(a.repeat):
+            t = time.perf_counter()
+            model.generate(obs, steps=steps, seed=r, normalized=True)
+            times.append(time.perf_counter() - t)
+        rows.append({"ddim_steps": steps, "seconds": statistics.median(times)})
+    ft = resolved["baselines"]["one_per_env"]
+    net = builder.new_expert(seed=0)
+    net.load_state_dict(builder.base().state_dict())
+    t = time.perf_counter()
+    builder._train(net, [env], ft, seed=0)
+    finetune = time.perf_counter() - t
+    print(f"\nenvironment {env} {builder.manifest.environments[env]}, {torch.get_num_threads()} threads")
+    print(f"{'adaptation':<44} {'seconds':>9} {'x generation@50':>16}")
+    ref = next((r["seconds"] for r in rows if r["ddim_steps"] == 50), rows[-1]["seconds"])
+    for r in rows:
+        print(f"{'DynaDiff generate, ' + str(r['ddim_steps']) + ' DDIM steps':<44} {r['seconds']:>9.3f} "
+              f"{r['seconds'] / ref:>16.2f}")
+    print(f"{'fine-tune the base (' + str(ft['steps']) + ' steps x ' + str(ft['batch_size']) + ')':<44} "
+          f"{finetune:>9.3f} {finetune / ref:>16.1f}")
+    print(json.dumps({"generate": rows, "finetune_s": finetune, "env": env}))
+
+
+if __name__ == "__main__":
+    main()
