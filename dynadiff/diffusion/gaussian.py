@@ -1,7 +1,9 @@
 """Gaussian diffusion (DDPM training, DDPM and DDIM sampling), independent of any network.
 
-The process takes any ``model(x_t, t, **kwargs) -> predicted noise`` with the shape of ``x_t``.
-The predicted clean sample is **never clipped**: latents are not images in [-1, 1].
+The process takes any ``model(x_t, t, **kwargs)`` with the shape of ``x_t`` predicting, by
+``prediction``, the noise (``"eps"``, DDPM's choice), the clean sample (``"x0"``) or the velocity
+``v = sqrt(abar) eps - sqrt(1 - abar) x_0`` (``"v"``, Salimans & Ho 2022). The predicted clean sample
+is **never clipped**: latents are not images in [-1, 1].
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ class GaussianDiffusion:
         schedule: ``"linear"`` or ``"cosine"``; ``schedule_kwargs`` go to the schedule.
     """
 
-    def __init__(self, num_steps: int = 1000, schedule: str = "linear", **schedule_kwargs):
-        self.num_steps = num_steps
+    def __init__(self, num_steps: int = 1000, schedule: str = "linear", prediction: str = "eps", **schedule_kwargs):
+        if prediction not in ("eps", "x0", "v"):
+            raise ValueError(f"prediction must be 'eps', 'x0' or 'v', got {prediction!r}")
+        self.num_steps, self.prediction = num_steps, prediction
         self.betas = make_betas(schedule, num_steps, **schedule_kwargs)
         self.alphas = 1.0 - self.betas
         self.alphas_cumprod = torch.cumprod(self.alphas, 0)
@@ -51,18 +55,30 @@ class GaussianDiffusion:
 
     def training_loss(self, model: Model, x0: Tensor, t: Tensor | None = None, noise: Tensor | None = None,
                       generator: torch.Generator | None = None, **model_kwargs) -> Tensor:
-        """Per-sample MSE between the true and the predicted noise: ``(B,)``."""
+        """Per-sample MSE between the model output and its target (noise, x_0 or v): ``(B,)``."""
         if t is None:
             t = torch.randint(0, self.num_steps, (x0.shape[0],), device=x0.device, generator=generator)
         if noise is None:
             noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
-        eps = model(self.q_sample(x0, t, noise), t, **model_kwargs)
-        return (eps - noise).pow(2).flatten(1).mean(1)
+        out = model(self.q_sample(x0, t, noise), t, **model_kwargs)
+        if self.prediction == "eps":
+            target = noise
+        elif self.prediction == "x0":
+            target = x0
+        else:
+            target = (_extract(self.sqrt_alphas_cumprod, t, x0.dim()) * noise
+                      - _extract(self.sqrt_one_minus_alphas_cumprod, t, x0.dim()) * x0)
+        return (out - target).pow(2).flatten(1).mean(1)
 
-    def predict_x0(self, x_t: Tensor, t: Tensor, eps: Tensor) -> Tensor:
-        """``x_0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar)``; not clipped."""
-        return (x_t - _extract(self.sqrt_one_minus_alphas_cumprod, t, x_t.dim()) * eps) / _extract(
-            self.sqrt_alphas_cumprod, t, x_t.dim())
+    def x0_and_eps(self, x_t: Tensor, t: Tensor, out: Tensor) -> tuple[Tensor, Tensor]:
+        """Clean sample and noise implied by a model output of this parameterisation."""
+        a = _extract(self.sqrt_alphas_cumprod, t, x_t.dim())
+        s = _extract(self.sqrt_one_minus_alphas_cumprod, t, x_t.dim())
+        if self.prediction == "eps":
+            return (x_t - s * out) / a, out
+        if self.prediction == "x0":
+            return out, (x_t - a * out) / s
+        return a * x_t - s * out, s * x_t + a * out
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
@@ -72,7 +88,7 @@ class GaussianDiffusion:
         x = torch.randn(shape, generator=generator, device=device)
         for i in reversed(range(self.num_steps)):
             t = torch.full((shape[0],), i, device=x.device, dtype=torch.long)
-            x0 = self.predict_x0(x, t, model(x, t, **model_kwargs))
+            x0, _ = self.x0_and_eps(x, t, model(x, t, **model_kwargs))
             mean = _extract(self.posterior_mean_coef1, t, x.dim()) * x0 + _extract(self.posterior_mean_coef2, t, x.dim()) * x
             if i > 0:
                 noise = torch.randn(shape, generator=generator, device=x.device)
@@ -93,8 +109,7 @@ class GaussianDiffusion:
         abar = self.alphas_cumprod
         for k, i in enumerate(ts):
             t = torch.full((shape[0],), i, device=x.device, dtype=torch.long)
-            eps = model(x, t, **model_kwargs)
-            x0 = self.predict_x0(x, t, eps)
+            x0, eps = self.x0_and_eps(x, t, model(x, t, **model_kwargs))
             a_t = abar[i].item()
             a_prev = abar[ts[k + 1]].item() if k + 1 < len(ts) else 1.0
             sigma = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)) ** 0.5

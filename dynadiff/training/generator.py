@@ -67,7 +67,7 @@ def build_generator(counts: list[int], latent_dim: int, frame_shape: tuple[int, 
     sizes = {**DIT_PRESETS.get(cfg.get("size", "small"), {}), **cfg.get("model", {})}
     dit = LatentDiT(counts, latent_dim, prompter.prompt_dim, prompt_dropout=cfg.get("prompt_dropout", 0.0), **sizes)
     d = cfg["diffusion"]
-    return dit, prompter, GaussianDiffusion(d["num_steps"], d["schedule"])
+    return dit, prompter, GaussianDiffusion(d["num_steps"], d["schedule"], d.get("prediction", "eps"))
 
 
 def train_generator(archive: ZooArchive, vae: WeightVAE, feats_n: Mapping[str, Tensor], bank: ObservationBank,

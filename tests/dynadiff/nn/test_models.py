@@ -168,3 +168,23 @@ def test_vae_without_positions_is_equivariant_to_reordering_nodes_of_a_type():
     mu, _ = vae.encode(feats)
     mu_p, _ = vae.encode(shuffled)
     assert torch.allclose(mu_p[:, :5], mu[:, perm], atol=1e-5) and torch.allclose(mu_p[:, 5:], mu[:, 5:], atol=1e-5)
+
+
+@pytest.mark.parametrize("prediction", ["x0", "v"])
+def test_other_parameterisations_recover_the_sample(prediction):
+    d = GaussianDiffusion(200, "cosine", prediction=prediction)
+    x0 = 4 * torch.randn(1, 3, 2)
+    eps_model = _oracle(GaussianDiffusion(200, "cosine"), x0)
+
+    def model(x, t):  # the same oracle, expressed in this parameterisation
+        eps = eps_model(x, t)
+        a = d.sqrt_alphas_cumprod[t].float().view(-1, 1, 1)
+        s = d.sqrt_one_minus_alphas_cumprod[t].float().view(-1, 1, 1)
+        return x0.expand_as(x) if prediction == "x0" else a * eps - s * x0
+
+    out = d.ddim_sample(model, (1, 3, 2), steps=20, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(out, x0, atol=1e-4)
+    t = torch.tensor([37])
+    noise = torch.randn(1, 3, 2)
+    loss = d.training_loss(lambda x, tt: model(x, tt), x0, t=t, noise=noise)
+    assert loss.item() < 1e-10  # the oracle output is exactly the training target
