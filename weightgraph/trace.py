@@ -81,6 +81,7 @@ def capture(module: nn.Module, handled: set[str], example_inputs: Sequence[Any] 
             return _capture_fx(module, handled)
         except Exception as e:  # noqa: BLE001 - fx raises many types; we report them all
             errors.append(f"torch.fx.symbolic_trace: {type(e).__name__}: {e}")
+    inferred = example_inputs is None
     if method in ("auto", "export"):
         try:
             if example_inputs is None:
@@ -89,7 +90,11 @@ def capture(module: nn.Module, handled: set[str], example_inputs: Sequence[Any] 
         except WeightGraphError:
             raise
         except Exception as e:  # noqa: BLE001
-            errors.append(f"torch.export.export: {type(e).__name__}: {str(e)[:400]}")
+            hint = ""
+            if inferred and example_inputs is not None:
+                shapes = [tuple(x.shape) for x in example_inputs if isinstance(x, torch.Tensor)]
+                hint = f" (with an inferred example input of shape {shapes}; pass example_inputs=... to fix)"
+            errors.append(f"torch.export.export{hint}: {type(e).__name__}: {str(e)[:400]}")
     raise TraceError(f"could not capture the data flow of {type(module).__name__}:\n  " + "\n  ".join(errors))
 
 
@@ -145,6 +150,8 @@ def infer_example_inputs(module: nn.Module) -> tuple[torch.Tensor, ...]:
     first = next((m for m in module.modules() if next(m.parameters(recurse=False), None) is not None
                   or _is_neuralop_model(m)), None)
     kw = getattr(module, "_init_kwargs", None)
+    if not isinstance(kw, dict) and hasattr(module, "in_channels") and hasattr(module, "uno_n_modes"):
+        kw = {"in_channels": module.in_channels, "uno_n_modes": module.uno_n_modes}  # neuraloperator UNO
     try:
         p = next(module.parameters())
         dtype = p.dtype if p.is_floating_point() else torch.float32

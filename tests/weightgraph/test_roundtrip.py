@@ -163,3 +163,14 @@ def test_registered_handler_takes_over_a_custom_layer():
     assert g["1"].x.shape == (3, 5) and torch.equal(g["1"].x, net[1].w.t())
     assert g["0", "to", "1"].edge_index.shape == (2, 15)
     assert all(torch.equal(a, b) for a, b in zip(wg.to_state_dict(g).values(), net.state_dict().values()))
+
+
+def test_example_input_is_inferred_for_neuraloperator_models():
+    from tests.weightgraph.zoo import neuralop_fno3d, neuralop_uno
+
+    for factory in (neuralop_fno3d, neuralop_uno):
+        net = factory()
+        g = wg.from_module(net)  # no example_inputs: torch.fx fails, torch.export needs a shape
+        assert g.layout.capture == "export"
+        assert all(torch.equal(a, b) for a, b in zip(wg.to_state_dict(g).values(),
+                                                     (v for v in net.state_dict().values() if isinstance(v, torch.Tensor))))
