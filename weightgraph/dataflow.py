@@ -114,8 +114,8 @@ def analyse(graph: fx.Graph, owner: dict[fx.Node, str], param_nodes: set[fx.Node
         calls[cid] = Call(cid, owner[members[0]])
         for m in members:
             call_of[m] = cid
-        calls[cid].consumers = len({u for m in members for u in m.users if call_of.get(u, -2) != cid
-                                    and uf.find(u) != uf.find(members[0])})
+        root = uf.find(members[0])
+        calls[cid].consumers = len({u for m in members for u in m.users if uf.find(u) != root})
 
     ancestors_memo: dict[int, set[int]] = {}
 

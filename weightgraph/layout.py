@@ -242,33 +242,24 @@ class GraphLayout:
     # ------------------------------------------------------------------ state <-> features
     def features(self, state: Mapping[str, Tensor], *, check: bool = True) -> dict[str, Tensor]:
         """Node features ``{key: (N_t, D_t)}`` of one state dict (tensors are copied, never shared)."""
-        if check:
-            self.check_state(state)
-        return {nt.key: self._gather(nt, lambda name: state[name]) for nt in self.node_types}
+        return {k: x[0] for k, x in self.stack([state], check=check).items()}
 
     def stack(self, states: Sequence[Mapping[str, Tensor]], *, check: bool = True) -> dict[str, Tensor]:
-        """Batched features ``{key: (B, N_t, D_t)}`` of many state dicts of this architecture."""
+        """Batched features ``{key: (B, N_t, D_t)}`` of many state dicts of this architecture.
+
+        One allocation per node type; every tensor is copied straight into its columns (no stacking).
+        """
         if check:
             for i, s in enumerate(states):
-                self.check_state(s, where=f"state dict #{i}")
+                self.check_state(s, where="state dict" if len(states) == 1 else f"state dict #{i}")
         out = {}
         for nt in self.node_types:
             device = states[0][nt.blocks[0].name].device if nt.blocks else None
             x = torch.empty((len(states), nt.num_nodes, nt.width), dtype=self.dtype, device=device)
-            for i, s in enumerate(states):  # copy each checkpoint straight into its slot, no stacking
+            for i, s in enumerate(states):
                 for b, cols in self._slices[nt.key]:
                     b.write_features(s[b.name].detach(), x[i, :, cols])
             out[nt.key] = x
-        return out
-
-    def _gather(self, nt: NodeTypeSpec, get) -> Tensor:
-        """One allocation per node type; every block is copied straight into its columns."""
-        first = get(nt.blocks[0].name) if nt.blocks else None
-        lead = tuple(first.shape[: first.dim() - len(nt.blocks[0].shape)]) if first is not None else ()
-        out = torch.empty(lead + (nt.num_nodes, nt.width), dtype=self.dtype,
-                          device=first.device if first is not None else None)
-        for b, cols in self._slices[nt.key]:
-            b.write_features(get(b.name).detach(), out[..., cols])
         return out
 
     def unflatten(self, features: Mapping[str, Tensor], *, check: bool = True) -> dict[str, Tensor]:

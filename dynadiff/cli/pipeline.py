@@ -17,6 +17,8 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from weightgraph.normalize import Normalizer
+
 from ..config import resolve_preset, set_threads
 from ..data.environments import Manifest
 from ..data.generate import dataset_dir, generate_dataset
@@ -80,10 +82,10 @@ def stage_dit(archive: ZooArchive, builder: ZooBuilder, vae_bundle: dict, resolv
     gcfg = resolved["generator"]
     key = {"dit": gcfg["dit"], "obs_len": gcfg["obs_len"], "vae": vae_bundle["key"]}
     path = out / "dynadiff.pt"
-    if path.exists() and torch.load(path, map_location="cpu", weights_only=False)["config"].get("key") == key:
-        return DynaDiff.load(path)
-    from weightgraph.normalize import Normalizer
-
+    if path.exists():
+        done = DynaDiff.load(path)
+        if done.config.get("key") == key:
+            return done
     vae = build_vae(archive, gcfg["vae"])
     vae.load_state_dict(vae_bundle["model"])
     vae.eval()
