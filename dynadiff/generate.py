@@ -112,6 +112,16 @@ class DynaDiff(nn.Module):
         feats = self.generate_features(observations, num_samples, steps, seed, guidance, normalized)
         return [wg.to_module(g, self.template).eval() for g in self.layout.graphs_from_stack(feats)]
 
+    @torch.no_grad()
+    def estimate_environment(self, observations: Tensor, normalized: bool = False) -> Tensor:
+        """The environment parameters ``(B, P)`` the prompter's auxiliary head reads from ``observations``.
+
+        A diagnostic of how informative the prompt is (needs a model trained with ``aux_weight > 0``).
+        """
+        prompt = self.prompter(self._prepare(observations, normalized))
+        mean, std = (torch.tensor(self.config[k], dtype=prompt.dtype) for k in ("param_mean", "param_std"))
+        return self.prompter.regress(prompt) * std + mean
+
     def predictor(self, expert: nn.Module):
         """The one-step predictor of a generated expert on normalised fields."""
         return lambda x: advance(expert, x, self.residual)

@@ -33,6 +33,7 @@ from ..zoo.build import ZooBuilder
 from .zoo import check_compatible, zoo_dir
 
 GROUPS = ("system", "expert", "zoo", "baselines", "generator")
+DOMAINS = ("in_domain", "out_domain")
 
 
 def model_dir(cfg: DictConfig, resolved: dict) -> Path:
@@ -129,6 +130,28 @@ def stage_generate(cfg: DictConfig, builder: ZooBuilder, out: Path) -> list[str]
     return paths
 
 
+def prompt_diagnostics(model: DynaDiff, builder: ZooBuilder, obs_len: int) -> dict[str, Any] | None:
+    """Mean absolute error of the environment parameters read from the prompt of each environment's
+    evaluation observations (test trajectory 0, first ``obs_len`` frames), per domain and parameter."""
+    from ..data.dataset import load_trajectories, normalise
+
+    if model.prompter.aux is None:
+        return None
+    m = builder.manifest
+    out: dict[str, Any] = {"params": m.env_params}
+    for domain, envs in (("in_domain", m.seen), ("out_domain", m.unseen)):
+        if not envs:
+            continue
+        errors = []
+        for e in envs:
+            traj = load_trajectories(builder.data_dir, e, "test")[:1, :obs_len]
+            obs = normalise(traj, builder.mean, builder.std, channel_dim=2 - traj.dim())
+            truth = torch.tensor([m.environments[e][p] for p in m.env_params], dtype=torch.float32)
+            errors.append((model.estimate_environment(obs, normalized=True)[0] - truth).abs())
+        out[domain] = torch.stack(errors).mean(0).tolist()
+    return out
+
+
 def dynadiff_method(model: DynaDiff, sample_cfg: dict):
     def adapt(env: int, obs: torch.Tensor):
         expert = model.generate(obs, steps=sample_cfg["ddim_steps"], seed=sample_cfg["seed"],
@@ -182,11 +205,16 @@ def main(cfg: DictConfig) -> dict:
         results = evaluate_methods(methods, builder, resolved, cfg.eval, run_dir)
         lap("evaluate")
         results["timing"]["stages_s"] = timings
-        results["gap_closure"] = {d: gap_closure(results, "dynadiff", d) for d in ("in_domain", "out_domain")}
+        results["gap_closure"] = {d: gap_closure(results, "dynadiff", d) for d in DOMAINS}
         results["vae"] = result.get("vae")
+        results["prompt_env_mae"] = prompt_diagnostics(model, builder, int(cfg.eval.obs_len))
         (run_dir / "results.json").write_text(json.dumps(results, indent=1))
         print("gap closure (RMSE): " + ", ".join(f"{d} {v:.2f}" if v is not None else f"{d} n/a"
                                                   for d, v in results["gap_closure"].items()))
+        if results["prompt_env_mae"]:
+            pe = results["prompt_env_mae"]
+            print("environment read from the prompt, mean abs. error: " + ", ".join(
+                f"{d} " + " ".join(f"{p}={v:.3g}" for p, v in zip(pe["params"], pe[d])) for d in DOMAINS if d in pe))
         print(f"generation: {results['timing']['dynadiff']['adapt_s_mean']:.3f} s per expert "
               f"({resolved['generator']['sample']['ddim_steps']} DDIM steps)")
         print("stage seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))

@@ -7,7 +7,8 @@ import torch
 
 from dynadiff.diffusion import GaussianDiffusion, linear_betas
 from dynadiff.nn.dit import LatentDiT
-from dynadiff.nn.prompter import DynamicsPrompter, frame_statistics, spectral_features, temporal_mean_and_trend
+from dynadiff.nn.prompter import (DynamicsPrompter, frame_statistics, propagator, spectral_features,
+                                   temporal_mean_and_trend)
 from dynadiff.nn.vae import WeightVAE, kl_divergence, reconstruction_error
 
 NODE_TYPES = [("a", 5, 7), ("b", 3, 11), ("c", 2, 4)]
@@ -101,7 +102,7 @@ def test_fft_branch_separates_frequencies():
     torch.manual_seed(0)
     p = DynamicsPrompter((1, 16, 16), hidden=16, modes=4)
     out = p(obs.float().repeat(1, 3, 1, 1, 1))
-    implicit = out[:, 8:]
+    implicit = out[:, p.explicit_dim:]
     assert (implicit[0] - implicit[1]).abs().max() > 1e-3
 
 
@@ -116,6 +117,24 @@ def test_prompter_variable_length_ignores_frames_past_the_length():
     junk[2, 1:] = -7.0
     assert torch.allclose(p(junk, lengths), ref, atol=1e-6)
     assert p.regress(ref).shape == (3, 1)
+
+
+def test_propagator_recovers_a_linear_map_and_ignores_position():
+    a = torch.tensor([[0.9, -0.2], [0.3, 1.05]], dtype=torch.float64)
+    frames = [torch.randn(2, 2, 8, 8, dtype=torch.float64)]
+    for _ in range(4):
+        frames.append(torch.einsum("ij,bjhw->bihw", a, frames[-1]))
+    x = torch.stack(frames, 1)  # (B, L, C, H, W) with x_{t+1} = a x_t
+    lengths = torch.tensor([5, 2])
+    expected = (a - torch.eye(2)).flatten()
+    k = propagator(x, lengths)
+    assert torch.allclose(k, expected.expand(2, 4), atol=1e-5)  # ridge 1e-6 biases it by ~1e-6
+    shifted = torch.roll(x, shifts=(3, -2), dims=(-2, -1))  # where the pattern sits does not matter
+    assert torch.allclose(propagator(shifted, lengths), k, atol=1e-12)
+    assert torch.equal(propagator(x, torch.tensor([1, 1])), torch.zeros(2, 4, dtype=torch.float64))
+    p = DynamicsPrompter((2, 8, 8), hidden=4, modes=2)
+    assert p.explicit_dim == 12 and p.prompt_dim == 16
+    assert DynamicsPrompter((2, 8, 8), hidden=4, modes=2, propagator=False).explicit_dim == 8
 
 
 def test_prompter_for_ode_states():

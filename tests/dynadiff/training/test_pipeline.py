@@ -88,6 +88,9 @@ def test_demo_tiny_end_to_end(tmp_path, monkeypatch, capsys):
     assert {"dynadiff", "not_adaptive", "one_per_env"} == set(results["methods"])
     assert set(results["gap_closure"]) == {"in_domain", "out_domain"}
     assert (run / "rollout.png").exists()
+    pe = results["prompt_env_mae"]  # beta read back from the prompt, per domain
+    assert pe["params"] == ["beta"] and len(pe["in_domain"]) == 1 and pe["out_domain"][0] >= 0
+    assert "environment read from the prompt" in out
 
     model = DynaDiff.load(tmp_path / "models" / "lambda_omega" / "tiny" / "fno" / "dynadiff.pt")
     obs = torch.randn(2, 10, 2, 16, 16)
@@ -96,6 +99,7 @@ def test_demo_tiny_end_to_end(tmp_path, monkeypatch, capsys):
     assert len(a) == 4 and type(a[0]) is type(model.template)
     assert all(torch.equal(p, q) for m, n in zip(a, b) for p, q in zip(m.state_dict().values(), n.state_dict().values())
                if isinstance(p, torch.Tensor))
+    assert model.estimate_environment(obs).shape == (2, 1)
     future = model.predict(obs[0], horizon=3, steps=5, seed=0)
     assert future.shape == (3, 2, 16, 16) and torch.isfinite(future).all()
     monkeypatch.setattr(sys, "argv", ["dynadiff-generate", "stage=generate", "preset=tiny", "progress=false",
