@@ -1,4 +1,4 @@
-"""Small helpers shared by the Hydra entry points: preset resolution and thread pinning."""
+"""Small helpers shared by the Hydra entry points: preset resolution, thread pinning, device choice."""
 
 from __future__ import annotations
 
@@ -44,6 +44,19 @@ def set_threads(n: int | None = None) -> int:
 
     torch.set_num_threads(max(1, n))
     return n
+
+
+def resolve_device(name: str | None = "auto"):
+    """``"auto"``/``None``: the first CUDA device when there is one, else the CPU; otherwise ``torch.device(name)``."""
+    import torch
+
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={name!r} was asked for but torch sees no CUDA device "
+                         f"(torch {torch.__version__}); use device=cpu or device=auto")
+    return device
 
 
 def parse_shard(text: str) -> tuple[int, int]:

@@ -84,6 +84,7 @@ class DynaDiff(nn.Module):
     # ------------------------------------------------------------------ generation
     def _prepare(self, observations: Tensor, normalized: bool) -> Tensor:
         obs = observations if observations.dim() == len(self.config["frame_shape"]) + 2 else observations[None]
+        obs = obs.to(self.field_mean.device)
         return obs if normalized else normalise(obs, self.field_mean, self.field_std, channel_dim=2 - obs.dim())
 
     @torch.no_grad()
@@ -93,15 +94,17 @@ class DynaDiff(nn.Module):
         obs = self._prepare(observations, normalized)
         prompt = self.prompter(obs).repeat_interleave(num_samples, 0)  # (B S, P)
         g = torch.Generator().manual_seed(seed) if seed is not None else None
-        model = classifier_free_guidance(self.dit, guidance, {"drop_prompt": torch.ones(len(prompt), dtype=torch.bool)})
+        null = {"drop_prompt": torch.ones(len(prompt), dtype=torch.bool, device=prompt.device)}
+        model = classifier_free_guidance(self.dit, guidance, null)
         shape = (len(prompt), self.vae.num_nodes, self.vae.latent_dim)
-        z = self.diffusion.ddim_sample(model, shape, steps=steps, generator=g, prompt=prompt)
+        z = self.diffusion.ddim_sample(model, shape, steps=steps, generator=g, device=prompt.device, prompt=prompt)
         z = z * self.latent_std + self.latent_mean
-        return self.normalizer.inverse(self.vae.decode(z))
+        return self.normalizer.inverse({k: v.cpu() for k, v in self.vae.decode(z).items()})
 
     def generate(self, observations: Tensor, num_samples: int = 1, steps: int = 50, seed: int | None = None,
                  guidance: float = 1.0, normalized: bool = False) -> list[nn.Module]:
-        """Expert modules (the zoo's architecture carrying generated weights), one batched denoising loop.
+        """Expert modules (the zoo's architecture carrying generated weights, on the CPU), one batched
+        denoising loop on the model's device.
 
         Args:
             observations: ``(L, C, H, W)`` or ``(B, L, C, H, W)`` frames of the target environment(s)
@@ -131,7 +134,7 @@ class DynaDiff(nn.Module):
         """Generate one expert from ``observations (L, ...)`` (physical units) and roll it out ``horizon``
         steps from the last observed frame; returns ``(horizon, ...)`` in physical units."""
         obs = self._prepare(observations, normalized=False)[0]
-        expert = self.generate(obs, steps=steps, seed=seed, normalized=True)[0]
+        expert = self.generate(obs, steps=steps, seed=seed, normalized=True)[0].to(obs.device)
         traj = rollout(self.predictor(expert), obs[-1:], horizon)[0]
         shape = [1] * traj.dim()
         shape[-3 if traj.dim() == 4 else -1] = -1  # channel axis: (T, C, H, W) or (T, D)

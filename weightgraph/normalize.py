@@ -93,6 +93,11 @@ class Normalizer:
         """Undo :meth:`transform`; differentiable."""
         return {k: (x.double() * self.std[k] + self.mean[k]).to(x.dtype) for k, x in features.items()}
 
+    def to(self, device: torch.device | str) -> Normalizer:
+        """A copy whose statistics live on ``device``."""
+        return Normalizer(self.layout, {k: v.to(device) for k, v in self.mean.items()},
+                          {k: v.to(device) for k, v in self.std.items()})
+
     def transform_graph(self, graph: WeightGraph) -> WeightGraph:
         return WeightGraph.from_features(graph.layout, self.transform(graph.features), graph.opaque)
 

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from weightgraph.normalize import Normalizer
 
-from ..config import resolve_preset, set_threads
+from ..config import resolve_device, resolve_preset, set_threads
 from ..data.environments import Manifest
 from ..data.generate import dataset_dir, generate_dataset
 from ..eval.baselines import baseline_methods, evaluate_methods
@@ -62,7 +62,8 @@ def ensure_zoo(builder: ZooBuilder, baselines: list[str]) -> ZooArchive:
     return ZooArchive(archive_path)
 
 
-def stage_vae(archive: ZooArchive, builder: ZooBuilder, gcfg: dict, out: Path, progress: bool) -> dict[str, Any]:
+def stage_vae(archive: ZooArchive, builder: ZooBuilder, gcfg: dict, out: Path, progress: bool,
+              device: torch.device) -> dict[str, Any]:
     """Train the VAE unless ``vae.pt`` exists for the same config and zoo."""
     key = {"vae": gcfg["vae"], "zoo": archive.path.stat().st_mtime_ns, "n": len(archive)}
     done = load_state(out / "vae.pt")
@@ -70,7 +71,7 @@ def stage_vae(archive: ZooArchive, builder: ZooBuilder, gcfg: dict, out: Path, p
         return done
     probes = probe_inputs(archive, builder.data_dir, builder.mean, builder.std, gcfg["vae"]["probe_frames"],
                           seed=gcfg["vae"]["seed"])
-    vae, normalizer, metrics = train_vae(archive, probes, gcfg["vae"], out, progress)
+    vae, normalizer, metrics = train_vae(archive, probes, gcfg["vae"], out, progress, device)
     print(f"VAE: weight-space MSE {metrics['weight_mse']:.3e}, function-space relative MSE "
           f"{metrics['function_rel_mse']:.3e} ({metrics['train_seconds']:.0f} s)")
     bundle = {"key": key, "model": vae.state_dict(), "normalizer": normalizer.state_dict(), "metrics": metrics}
@@ -79,7 +80,7 @@ def stage_vae(archive: ZooArchive, builder: ZooBuilder, gcfg: dict, out: Path, p
 
 
 def stage_dit(archive: ZooArchive, builder: ZooBuilder, vae_bundle: dict, resolved: dict, out: Path,
-              progress: bool) -> DynaDiff:
+              progress: bool, device: torch.device) -> DynaDiff:
     gcfg = resolved["generator"]
     key = {"dit": gcfg["dit"], "obs_len": gcfg["obs_len"], "vae": vae_bundle["key"]}
     path = out / "dynadiff.pt"
@@ -94,7 +95,7 @@ def stage_dit(archive: ZooArchive, builder: ZooBuilder, vae_bundle: dict, resolv
     feats_n = {k: v.float() for k, v in normalizer.transform(archive.features).items()}
     bank = ObservationBank(builder.data_dir, sorted(set(archive.env_index.tolist())), builder.mean, builder.std,
                            gcfg["obs_len"])
-    trained = train_generator(archive, vae, feats_n, bank, gcfg["dit"], out, progress)
+    trained = train_generator(archive, vae, feats_n, bank, gcfg["dit"], out, progress, device)
     frame_shape = list(next(iter(bank.traj.values())).shape[2:])
     config = {"key": key, "generator": gcfg["dit"], "frame_shape": frame_shape,
               "num_env_params": archive.env_params.shape[1], "system": resolved["system"]["name"],
@@ -112,7 +113,7 @@ def stage_generate(cfg: DictConfig, builder: ZooBuilder, out: Path) -> list[str]
     from ..data.dataset import observations
     from ..zoo.storage import save_checkpoint
 
-    model = DynaDiff.load(out / "dynadiff.pt")
+    model = DynaDiff.load(out / "dynadiff.pt").to(builder.device)
     env = cfg.generate.env if cfg.generate.env is not None else (builder.manifest.unseen or builder.manifest.seen)[0]
     obs = observations(builder.data_dir, env, length=cfg.eval.obs_len)
     t = time.perf_counter()
@@ -177,7 +178,8 @@ def main(cfg: DictConfig) -> dict:
     lap("simulate")
     zroot = zoo_dir(cfg, resolved)
     check_compatible(zroot, resolved)
-    builder = ZooBuilder(resolved, data, zroot, progress=cfg.progress)
+    device = resolve_device(cfg.device)
+    builder = ZooBuilder(resolved, data, zroot, progress=cfg.progress, device=device)
     baselines = list(cfg.baselines_in_demo)
     archive = ensure_zoo(builder, baselines) if cfg.stage == "demo" else ZooArchive(builder.zl.archive)
     lap("zoo")
@@ -185,12 +187,12 @@ def main(cfg: DictConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"model_dir": str(out)}
     if cfg.stage in ("demo", "vae", "dit"):
-        vae_bundle = stage_vae(archive, builder, resolved["generator"], out, cfg.progress)
+        vae_bundle = stage_vae(archive, builder, resolved["generator"], out, cfg.progress, device)
         result["vae"] = vae_bundle["metrics"]
         lap("vae")
         if cfg.stage == "vae":
             return result
-        model = stage_dit(archive, builder, vae_bundle, resolved, out, cfg.progress)
+        model = stage_dit(archive, builder, vae_bundle, resolved, out, cfg.progress, device)
         lap("dit")
         if cfg.stage == "dit":
             return result
@@ -198,7 +200,7 @@ def main(cfg: DictConfig) -> dict:
         result["experts"] = stage_generate(cfg, builder, out)
         return result
     if cfg.stage in ("demo", "evaluate"):
-        model = DynaDiff.load(out / "dynadiff.pt")
+        model = DynaDiff.load(out / "dynadiff.pt").to(device)
         methods = {"dynadiff": dynadiff_method(model, resolved["generator"]["sample"])}
         methods.update({k: v for k, v in baseline_methods(builder, baselines).items()})
         run_dir = Path(HydraConfig.get().runtime.output_dir)

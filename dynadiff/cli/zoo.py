@@ -10,7 +10,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from ..config import parse_shard, resolve_preset, set_threads
+from ..config import parse_shard, resolve_device, resolve_preset, set_threads
 from ..data.generate import dataset_dir
 from ..zoo.archive import consolidate
 from ..zoo.build import ZooBuilder
@@ -49,10 +49,10 @@ def main(cfg: DictConfig) -> dict:
     data = dataset_dir(cfg.paths.data, resolved["system"]["name"], cfg.preset)
     root = zoo_dir(cfg, resolved)
     check_compatible(root, resolved)
-    builder = ZooBuilder(resolved, data, root, progress=cfg.progress)
+    builder = ZooBuilder(resolved, data, root, progress=cfg.progress, device=resolve_device(cfg.device))
     stages = STAGES if cfg.stage == "all" else (cfg.stage,)
     shard = parse_shard(cfg.shard)
-    summary: dict = {"zoo": str(root), "threads": threads}
+    summary: dict = {"zoo": str(root), "threads": threads, "device": str(builder.device)}
     t0 = time.perf_counter()
     for stage in stages:
         t = time.perf_counter()

@@ -56,10 +56,11 @@ class GaussianDiffusion:
     def training_loss(self, model: Model, x0: Tensor, t: Tensor | None = None, noise: Tensor | None = None,
                       generator: torch.Generator | None = None, **model_kwargs) -> Tensor:
         """Per-sample MSE between the model output and its target (noise, x_0 or v): ``(B,)``."""
+        # Draws happen where the generator lives (a CPU generator keeps runs reproducible on any device).
         if t is None:
-            t = torch.randint(0, self.num_steps, (x0.shape[0],), device=x0.device, generator=generator)
+            t = torch.randint(0, self.num_steps, (x0.shape[0],), generator=generator).to(x0.device)
         if noise is None:
-            noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
+            noise = torch.randn(x0.shape, dtype=x0.dtype, generator=generator).to(x0.device)
         out = model(self.q_sample(x0, t, noise), t, **model_kwargs)
         if self.prediction == "eps":
             target = noise
@@ -85,13 +86,13 @@ class GaussianDiffusion:
     def ddpm_sample(self, model: Model, shape: tuple[int, ...], *, generator: torch.Generator | None = None,
                     device=None, **model_kwargs) -> Tensor:
         """Ancestral sampling over all ``num_steps`` steps."""
-        x = torch.randn(shape, generator=generator, device=device)
+        x = torch.randn(shape, generator=generator).to(device)
         for i in reversed(range(self.num_steps)):
             t = torch.full((shape[0],), i, device=x.device, dtype=torch.long)
             x0, _ = self.x0_and_eps(x, t, model(x, t, **model_kwargs))
             mean = _extract(self.posterior_mean_coef1, t, x.dim()) * x0 + _extract(self.posterior_mean_coef2, t, x.dim()) * x
             if i > 0:
-                noise = torch.randn(shape, generator=generator, device=x.device)
+                noise = torch.randn(shape, generator=generator).to(x.device)
                 x = mean + (0.5 * _extract(self.posterior_log_variance, t, x.dim())).exp() * noise
             else:
                 x = mean
@@ -105,7 +106,7 @@ class GaussianDiffusion:
         if not 1 <= steps <= self.num_steps:
             raise ValueError(f"steps must be in [1, {self.num_steps}], got {steps}")
         ts = torch.linspace(self.num_steps - 1, 0, steps).round().long().tolist()
-        x = noise if noise is not None else torch.randn(shape, generator=generator, device=device)
+        x = noise if noise is not None else torch.randn(shape, generator=generator).to(device)
         abar = self.alphas_cumprod
         for k, i in enumerate(ts):
             t = torch.full((shape[0],), i, device=x.device, dtype=torch.long)
@@ -115,7 +116,7 @@ class GaussianDiffusion:
             sigma = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)) ** 0.5
             x = a_prev**0.5 * x0 + max(1 - a_prev - sigma**2, 0.0) ** 0.5 * eps
             if sigma > 0:
-                x = x + sigma * torch.randn(shape, generator=generator, device=x.device)
+                x = x + sigma * torch.randn(shape, generator=generator).to(x.device)
         return x
 
 

@@ -72,9 +72,12 @@ def build_generator(counts: list[int], latent_dim: int, frame_shape: tuple[int, 
 
 
 def train_generator(archive: ZooArchive, vae: WeightVAE, feats_n: Mapping[str, Tensor], bank: ObservationBank,
-                    cfg: Mapping[str, Any], out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
-    """Train (or resume) DiT + prompter. Returns the trained parts and the latent/parameter scalings."""
+                    cfg: Mapping[str, Any], out_dir: str | Path, progress: bool = True,
+                    device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Train (or resume) DiT + prompter on ``device``. Returns the trained parts (on the CPU) and the
+    latent/parameter scalings."""
     out = Path(out_dir)
+    device = torch.device(device)
     torch.manual_seed(cfg["seed"])
     latents = encode_zoo(vae, feats_n)  # (N, nodes, h)
     if cfg.get("latent_norm", "per_coordinate") == "per_coordinate":
@@ -91,7 +94,8 @@ def train_generator(archive: ZooArchive, vae: WeightVAE, feats_n: Mapping[str, T
     counts = [nt.num_nodes for nt in archive.layout.node_types]
     dit, prompter, diffusion = build_generator(counts, z_all.shape[-1], frame_shape, params.shape[1], cfg)
     prompter.fit_statistics(bank.full(sorted(bank.traj)))
-    parts = torch.nn.ModuleDict({"dit": dit, "prompter": prompter})
+    parts = torch.nn.ModuleDict({"dit": dit, "prompter": prompter}).to(device)
+    z_dev, params_dev = z_all.to(device), ((params - p_mean) / p_std).to(device)
     opt = torch.optim.AdamW(parts.parameters(), lr=cfg["lr"], weight_decay=cfg.get("weight_decay", 0.0))
     g = torch.Generator().manual_seed(cfg["seed"])
     start = 0
@@ -110,15 +114,15 @@ def train_generator(archive: ZooArchive, vae: WeightVAE, feats_n: Mapping[str, T
     for step in bar:
         idx = torch.randint(n, (min(cfg["batch_size"], n),), generator=g)
         obs, lengths = bank.sample(archive.env_index[idx], g)
-        prompt = prompter(obs, lengths)
-        terms = {"diffusion": diffusion.training_loss(dit, z_all[idx], generator=g, prompt=prompt).mean()}
+        prompt = prompter(obs.to(device), lengths.to(device))
+        terms = {"diffusion": diffusion.training_loss(dit, z_dev[idx.to(device)], generator=g, prompt=prompt).mean()}
         loss = terms["diffusion"]
         if cfg["aux_weight"] > 0:
-            terms["aux"] = (prompter.regress(prompt) - (params[idx] - p_mean) / p_std).pow(2).mean()
+            terms["aux"] = (prompter.regress(prompt) - params_dev[idx.to(device)]).pow(2).mean()
             loss = loss + cfg["aux_weight"] * terms["aux"]
         optimizer_step(step, loss, terms, opt, parts.parameters(), cfg.get("grad_clip", 1.0))
         log_and_checkpoint(step, cfg, logger, bar, terms, out / "generator_last.pt",
                            lambda: {"model": parts.state_dict(), "optimizer": opt.state_dict(), "rng": rng_state(g)})
-    parts.eval()
+    parts.eval().cpu()
     return {"dit": dit, "prompter": prompter, "diffusion": diffusion, "latent_mean": z_mean, "latent_std": z_std,
             "param_mean": p_mean, "param_std": p_std, "train_seconds": time.perf_counter() - t0}

@@ -8,6 +8,7 @@ expert's own environment. ``func_weight = 0`` is the paper's "w/o functional los
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,11 +52,16 @@ def probe_inputs(archive: ZooArchive, data_dir: str | Path, mean: Tensor, std: T
     return ProbeInputs(xs, ys)
 
 
-def expert_outputs(archive: ZooArchive, normalizer: Normalizer, feats_n: Mapping[str, Tensor], x: Tensor) -> Tensor:
-    """Outputs ``(B, K, ...)`` of the experts whose normalised features are ``feats_n (B, N_t, D_t)`` on ``x (B, K, ...)``."""
+def expert_outputs(archive: ZooArchive, normalizer: Normalizer, feats_n: Mapping[str, Tensor], x: Tensor,
+                   template: torch.nn.Module | None = None) -> Tensor:
+    """Outputs ``(B, K, ...)`` of the experts whose normalised features are ``feats_n (B, N_t, D_t)`` on ``x (B, K, ...)``.
+
+    ``template``: the expert module to call (default ``archive.template``; pass a copy on the features' device).
+    """
     params = archive.layout.unflatten(normalizer.inverse(feats_n), check=False)
+    template = archive.template if template is None else template
     # A loop, not vmap: neuraloperator's in-place ops do not vmap (see shared design notes).
-    return torch.stack([functional_call(archive.template, {n: v[i] for n, v in params.items()}, (x[i],))
+    return torch.stack([functional_call(template, {n: v[i] for n, v in params.items()}, (x[i],))
                         for i in range(x.shape[0])])
 
 
@@ -70,17 +76,21 @@ def build_vae(archive: ZooArchive, cfg: Mapping[str, Any]) -> WeightVAE:
 
 
 def train_vae(archive: ZooArchive, probes: ProbeInputs, cfg: Mapping[str, Any], out_dir: str | Path,
-              progress: bool = True) -> tuple[WeightVAE, Normalizer, dict[str, float]]:
-    """Train (or resume) the VAE; returns the model, the feature normaliser and final metrics.
+              progress: bool = True, device: torch.device | str = "cpu") -> tuple[WeightVAE, Normalizer, dict[str, float]]:
+    """Train (or resume) the VAE on ``device``; returns the model (on the CPU), the feature normaliser and
+    final metrics.
 
     ``cfg``: ``size`` (preset name) / ``model`` (overrides), ``steps``, ``batch_size``, ``lr``, ``beta``,
     ``func_weight``, ``recon_weight``, ``seed``, ``log_every``, ``ckpt_every``.
     """
     out = Path(out_dir)
+    device = torch.device(device)
     normalizer = Normalizer.fit_stacked(archive.layout, archive.features)
     feats_n = {k: v.float() for k, v in normalizer.transform(archive.features).items()}
     torch.manual_seed(cfg["seed"])
-    vae = build_vae(archive, cfg)
+    vae = build_vae(archive, cfg).to(device)
+    on_device = normalizer.to(device)
+    template = archive.template if device.type == "cpu" else copy.deepcopy(archive.template).to(device)
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg["lr"], weight_decay=cfg.get("weight_decay", 0.0))
     g = torch.Generator().manual_seed(cfg["seed"])
     start = 0
@@ -97,17 +107,18 @@ def train_vae(archive: ZooArchive, probes: ProbeInputs, cfg: Mapping[str, Any], 
                initial=start, total=cfg["steps"])
     for step in bar:
         idx = torch.randint(n, (min(cfg["batch_size"], n),), generator=g)
-        batch = {k: v[idx] for k, v in feats_n.items()}
+        batch = {k: v[idx].to(device) for k, v in feats_n.items()}
         rec, mu, logvar = vae(batch)
         terms = {"recon": reconstruction_error(rec, batch).mean(), "kl": kl_divergence(mu, logvar).mean()}
         loss = cfg.get("recon_weight", 1.0) * terms["recon"] + cfg["beta"] * terms["kl"]
         if cfg["func_weight"] > 0:
-            terms["func"] = functional_error(expert_outputs(archive, normalizer, rec, probes.x[idx]), probes.y[idx]).mean()
+            out_rec = expert_outputs(archive, on_device, rec, probes.x[idx].to(device), template)
+            terms["func"] = functional_error(out_rec, probes.y[idx].to(device)).mean()
             loss = loss + cfg["func_weight"] * terms["func"]
         optimizer_step(step, loss, terms, opt, vae.parameters(), cfg.get("grad_clip", 1.0))
         log_and_checkpoint(step, cfg, logger, bar, {**terms, "loss": loss}, out / "vae_last.pt",
                            lambda: {"model": vae.state_dict(), "optimizer": opt.state_dict(), "rng": rng_state(g)})
-    vae.eval()
+    vae.eval().cpu()
     metrics = evaluate_vae(vae, archive, normalizer, feats_n, probes)
     metrics["train_seconds"] = time.perf_counter() - t0
     return vae, normalizer, metrics

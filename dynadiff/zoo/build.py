@@ -79,10 +79,13 @@ class ZooBuilder:
         cfg: ``{"expert": {...}, "zoo": {...}, "baselines": {...}}`` (plain containers).
         data_dir: the dataset directory (``data/<system>/<preset>``).
         zoo_dir: where the zoo goes (``zoo/<system>/<preset>``).
+        device: where experts train (``None``: the CPU); checkpoints are always written from the CPU.
     """
 
-    def __init__(self, cfg: Mapping[str, Any], data_dir: str | Path, zoo_dir: str | Path, progress: bool = True):
+    def __init__(self, cfg: Mapping[str, Any], data_dir: str | Path, zoo_dir: str | Path, progress: bool = True,
+                 device: torch.device | str | None = None):
         self.cfg, self.data_dir, self.zl = cfg, Path(data_dir), ZooLayout(Path(zoo_dir))
+        self.device = device
         self.manifest = Manifest.load(self.data_dir)
         self.mean, self.std = load_stats(self.zl, self.data_dir)
         self.channels = self.mean.shape[0]
@@ -116,7 +119,7 @@ class ZooBuilder:
         t = time.perf_counter()
         losses = fit(net, data, steps=train_cfg["steps"], batch_size=train_cfg["batch_size"], lr=train_cfg["lr"],
                      residual=self.residual, seed=seed, weight_decay=train_cfg.get("weight_decay", 0.0),
-                     warmup=train_cfg.get("warmup", 0), desc=desc if self.progress else None)
+                     warmup=train_cfg.get("warmup", 0), desc=desc if self.progress else None, device=self.device)
         seconds = time.perf_counter() - t
         return {"train_loss": float(np.mean(losses[-max(1, len(losses) // 10):])),
                 "val_loss": one_step_mse(net, self.pairs(envs, "val"), self.residual),

@@ -24,11 +24,16 @@ class Pairs:
 
 
 def fit(net: nn.Module, data: Pairs, *, steps: int, batch_size: int, lr: float, residual: bool, seed: int,
-        weight_decay: float = 0.0, warmup: int = 0, grad_clip: float | None = 1.0, desc: str | None = None) -> list[float]:
+        weight_decay: float = 0.0, warmup: int = 0, grad_clip: float | None = 1.0, desc: str | None = None,
+        device: torch.device | str | None = None) -> list[float]:
     """Adam with cosine decay; returns the loss of every step. Stops with an error on NaN/Inf.
 
     ``desc``: show a progress bar with this label (long runs such as pretraining).
+    ``device``: train there (the pairs stay in host memory; batches are moved), then move ``net`` back.
     """
+    home = next(net.parameters()).device
+    device = torch.device(device) if device is not None else home
+    net.to(device)
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -38,7 +43,8 @@ def fit(net: nn.Module, data: Pairs, *, steps: int, batch_size: int, lr: float, 
     bar = tqdm(range(steps), desc=desc, unit="step", disable=desc is None, leave=False)
     for step in bar:
         idx = torch.randint(len(data), (min(batch_size, len(data)),), generator=g)
-        loss = torch.mean((advance(net, data.x[idx], residual) - data.y[idx]) ** 2)
+        x, y = data.x[idx].to(device, non_blocking=True), data.y[idx].to(device, non_blocking=True)
+        loss = torch.mean((advance(net, x, residual) - y) ** 2)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"expert training diverged: loss {loss.item()} at step {step}")
         opt.zero_grad(set_to_none=True)
@@ -50,7 +56,7 @@ def fit(net: nn.Module, data: Pairs, *, steps: int, batch_size: int, lr: float, 
         losses.append(loss.item())
         if step % 50 == 0:
             bar.set_postfix(loss=f"{losses[-1]:.3e}")
-    net.eval()
+    net.eval().to(home)
     return losses
 
 

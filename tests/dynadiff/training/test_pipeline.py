@@ -113,3 +113,29 @@ def test_demo_tiny_end_to_end(tmp_path, monkeypatch, capsys):
     cli()
     out = capsys.readouterr().out
     assert "0 environments simulated" in out and "0 experts trained" in out and "VAE:" not in out
+
+
+def test_resolve_device():
+    from dynadiff.config import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            resolve_device("cuda")
+
+
+@pytest.mark.gpu
+def test_demo_tiny_trains_on_cuda(tmp_path, monkeypatch, capsys):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    from dynadiff.cli.pipeline import cli
+    from dynadiff.generate import DynaDiff
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["dynadiff", "demo", "preset=tiny", "progress=false", "device=cuda"])
+    cli()
+    assert "| dynadiff |" in capsys.readouterr().out
+    model = DynaDiff.load(tmp_path / "models" / "lambda_omega" / "tiny" / "fno" / "dynadiff.pt").to("cuda")
+    future = model.predict(torch.randn(10, 2, 16, 16), horizon=3, steps=5, seed=0)
+    assert future.is_cuda and torch.isfinite(future).all()
