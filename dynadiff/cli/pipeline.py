@@ -215,8 +215,9 @@ def main(cfg: DictConfig) -> dict:
                                                   for d, v in results["gap_closure"].items()))
         if results["prompt_env_mae"]:
             pe = results["prompt_env_mae"]
-            print("environment read from the prompt, mean abs. error: " + ", ".join(
-                f"{d} " + " ".join(f"{p}={v:.3g}" for p, v in zip(pe["params"], pe[d])) for d in DOMAINS if d in pe))
+            parts = [f"{d} " + " ".join(f"{p}={v:.3g}" for p, v in zip(pe["params"], pe[d], strict=True))
+                     for d in DOMAINS if d in pe]
+            print("environment read from the prompt, mean abs. error: " + ", ".join(parts))
         print(f"generation: {results['timing']['dynadiff']['adapt_s_mean']:.3f} s per expert "
               f"({resolved['generator']['sample']['ddim_steps']} DDIM steps)")
         print("stage seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
