@@ -68,8 +68,7 @@ def propagator(x: Tensor, lengths: Tensor, ridge: float = 1e-6) -> Tensor:
     zeros for samples with a single frame. ``ridge`` (relative to the mean channel power) keeps
     ``sum x_t x_t^T`` invertible when the frames do not span every channel direction.
     """
-    b, l = x.shape[:2]
-    c = x.shape[2]
+    b, l, c = x.shape[:3]
     pairs = (torch.arange(l - 1, device=x.device) < (lengths[:, None] - 1)).to(x.dtype)  # (B, L-1)
     shape = (b, l - 1) + (1,) * (x.dim() - 2)
     x0 = (x[:, :-1] * pairs.view(shape)).transpose(1, 2).reshape(b, c, -1)  # (B, C, (L-1) * points)
@@ -79,7 +78,7 @@ def propagator(x: Tensor, lengths: Tensor, ridge: float = 1e-6) -> Tensor:
     scale = gram.diagonal(dim1=1, dim2=2).mean(-1).clamp_min(1e-12)[:, None, None]
     cross = x1 @ x0.transpose(1, 2)
     k = torch.linalg.solve(gram + ridge * scale * eye, cross.transpose(1, 2)).transpose(1, 2)  # cross @ gram^-1
-    return torch.where((lengths > 1)[:, None], (k - eye).flatten(1), torch.zeros(b, c * c, device=x.device, dtype=x.dtype))
+    return torch.where((lengths > 1)[:, None], (k - eye).flatten(1), torch.zeros_like(k.flatten(1)))
 
 
 def spectral_features(x: Tensor, modes: int) -> Tensor:

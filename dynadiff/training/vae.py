@@ -76,7 +76,8 @@ def build_vae(archive: ZooArchive, cfg: Mapping[str, Any]) -> WeightVAE:
 
 
 def train_vae(archive: ZooArchive, probes: ProbeInputs, cfg: Mapping[str, Any], out_dir: str | Path,
-              progress: bool = True, device: torch.device | str = "cpu") -> tuple[WeightVAE, Normalizer, dict[str, float]]:
+              progress: bool = True, device: torch.device | str = "cpu"
+              ) -> tuple[WeightVAE, Normalizer, dict[str, float]]:
     """Train (or resume) the VAE on ``device``; returns the model (on the CPU), the feature normaliser and
     final metrics.
 
