@@ -64,7 +64,7 @@ def build_generator(counts: list[int], latent_dim: int, frame_shape: tuple[int, 
     pc = cfg["prompter"]
     prompter = DynamicsPrompter(frame_shape, hidden=pc["hidden"], modes=pc["modes"],
                                 num_env_params=num_env_params if cfg["aux_weight"] > 0 else 0,
-                                propagator=pc.get("propagator", True))
+                                propagator=pc.get("propagator", False))  # absent: saved before it existed
     sizes = {**DIT_PRESETS.get(cfg.get("size", "small"), {}), **cfg.get("model", {})}
     dit = LatentDiT(counts, latent_dim, prompter.prompt_dim, prompt_dropout=cfg.get("prompt_dropout", 0.0), **sizes)
     d = cfg["diffusion"]
