@@ -26,7 +26,7 @@ from ..eval.baselines import baseline_methods, evaluate_methods
 from ..eval.harness import gap_closure
 from ..generate import DynaDiff
 from ..training.common import load_state, save_state
-from ..training.generator import ObservationBank, train_generator
+from ..training.generator import AXES, ObservationBank, train_generator
 from ..training.vae import build_vae, probe_inputs, train_vae
 from ..zoo.archive import ZooArchive, consolidate
 from ..zoo.build import ZooBuilder
@@ -82,7 +82,8 @@ def stage_vae(archive: ZooArchive, builder: ZooBuilder, gcfg: dict, out: Path, p
 def stage_dit(archive: ZooArchive, builder: ZooBuilder, vae_bundle: dict, resolved: dict, out: Path,
               progress: bool, device: torch.device) -> DynaDiff:
     gcfg = resolved["generator"]
-    key = {"dit": gcfg["dit"], "obs_len": gcfg["obs_len"], "vae": vae_bundle["key"]}
+    symmetry = list(resolved["system"].get("translation_symmetry", []))
+    key = {"dit": gcfg["dit"], "obs_len": gcfg["obs_len"], "vae": vae_bundle["key"], "symmetry": symmetry}
     path = out / "dynadiff.pt"
     if path.exists():
         done = DynaDiff.load(path)
@@ -94,7 +95,7 @@ def stage_dit(archive: ZooArchive, builder: ZooBuilder, vae_bundle: dict, resolv
     normalizer = Normalizer.from_state_dict(archive.layout, vae_bundle["normalizer"])
     feats_n = {k: v.float() for k, v in normalizer.transform(archive.features).items()}
     bank = ObservationBank(builder.data_dir, sorted(set(archive.env_index.tolist())), builder.mean, builder.std,
-                           gcfg["obs_len"])
+                           gcfg["obs_len"], shift_axes=tuple(AXES[a] for a in symmetry))
     trained = train_generator(archive, vae, feats_n, bank, gcfg["dit"], out, progress, device)
     frame_shape = list(next(iter(bank.traj.values())).shape[2:])
     config = {"key": key, "generator": gcfg["dit"], "frame_shape": frame_shape,
