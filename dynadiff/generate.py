@@ -122,7 +122,8 @@ class DynaDiff(nn.Module):
         A diagnostic of how informative the prompt is (needs a model trained with ``aux_weight > 0``).
         """
         prompt = self.prompter(self._prepare(observations, normalized))
-        mean, std = (torch.tensor(self.config[k], dtype=prompt.dtype) for k in ("param_mean", "param_std"))
+        mean, std = (torch.tensor(self.config[k], dtype=prompt.dtype, device=prompt.device)
+                     for k in ("param_mean", "param_std"))
         return self.prompter.regress(prompt) * std + mean
 
     def predictor(self, expert: nn.Module):

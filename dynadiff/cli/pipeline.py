@@ -135,22 +135,17 @@ def stage_generate(cfg: DictConfig, builder: ZooBuilder, out: Path) -> list[str]
 def prompt_diagnostics(model: DynaDiff, builder: ZooBuilder, obs_len: int) -> dict[str, Any] | None:
     """Mean absolute error of the environment parameters read from the prompt of each environment's
     evaluation observations (test trajectory 0, first ``obs_len`` frames), per domain and parameter."""
-    from ..data.dataset import load_trajectories, normalise
+    from ..data.dataset import observations
 
     if model.prompter.aux is None:
         return None
     m = builder.manifest
     out: dict[str, Any] = {"params": m.env_params}
-    for domain, envs in (("in_domain", m.seen), ("out_domain", m.unseen)):
-        if not envs:
-            continue
-        errors = []
-        for e in envs:
-            traj = load_trajectories(builder.data_dir, e, "test")[:1, :obs_len]
-            obs = normalise(traj, builder.mean, builder.std, channel_dim=2 - traj.dim())
-            truth = torch.tensor([m.environments[e][p] for p in m.env_params], dtype=torch.float32)
-            errors.append((model.estimate_environment(obs, normalized=True)[0] - truth).abs())
-        out[domain] = torch.stack(errors).mean(0).tolist()
+    for domain, envs in zip(DOMAINS, (m.seen, m.unseen), strict=True):
+        if envs:
+            obs = torch.stack([observations(builder.data_dir, e, length=obs_len) for e in envs])  # (E, L, ...)
+            truth = torch.tensor([[m.environments[e][p] for p in m.env_params] for e in envs])
+            out[domain] = (model.estimate_environment(obs).cpu() - truth).abs().mean(0).tolist()
     return out
 
 
