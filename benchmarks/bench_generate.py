@@ -16,13 +16,13 @@ import statistics
 import time
 
 import torch
+from dynadiff.data.generate import dataset_dir
 from hydra import compose, initialize_config_module
 
 from dynadiff.cli.pipeline import GROUPS, model_dir
 from dynadiff.cli.zoo import zoo_dir
 from dynadiff.config import resolve_preset
 from dynadiff.data.dataset import normalise, observations
-from dynadiff.data.generate import dataset_dir
 from dynadiff.generate import DynaDiff
 from dynadiff.zoo.build import ZooBuilder
 
@@ -35,15 +35,13 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    with initialize_config_module("dynadiff.configs", version_base="1.3"):
-        cfg = compose("dynadiff", overrides=a.overrides)
-    resolved = {g: resolve_preset(cfg[g], cfg.preset) for g in GROUPS}
-    model = DynaDiff.load(model_dir(cfg, resolved) / "dynadiff.pt")
-    builder = ZooBuilder(resolved, dataset_dir(cfg.paths.data, resolved["system"]["name"], cfg.preset),
-                         zoo_dir(cfg, resolved), progress=False)
-    env = (builder.manifest.unseen or builder.manifest.seen)[0]
-    obs = normalise(observations(builder.data_dir, env, length=resolved["generator"]["obs_len"]), builder.mean,
-                    builder.std)
+    cfg = compose("dynadiff", a.overrides)
+    layout = ArtifactLayout.from_config(cfg)
+    model = DynaDiff.load(layout.model)
+    data = Dataset(layout.data_dir)
+    builder = ZooBuilder(cfg, data, layout, progress=False)
+    env = (data.manifest.unseen or data.manifest.seen)[0]
+    obs = data.observations(env, length=cfg["generator"]["obs_len"], normalized=True)
     rows = []
     for steps in a.steps:
         model.generate(obs, steps=steps, seed=0, normalized=True)  # warm-up
@@ -53,11 +51,11 @@ def main() -> None:
             model.generate(obs, steps=steps, seed=r, normalized=True)
             times.append(time.perf_counter() - t)
         rows.append({"ddim_steps": steps, "seconds": statistics.median(times)})
-    ft = resolved["baselines"]["one_per_env"]
+    ft = cfg["baselines"]["one_per_env"]
     net = builder.new_expert(seed=0)
     net.load_state_dict(builder.base().state_dict())
     t = time.perf_counter()
-    builder._train(net, [env], ft, seed=0)
+    builder.train(net, [env], ft, seed=0)
     finetune = time.perf_counter() - t
     print(f"\nenvironment {env} {builder.manifest.environments[env]}, {torch.get_num_threads()} threads")
     print(f"{'adaptation':<44} {'seconds':>9} {'x generation@50':>16}")

@@ -5,22 +5,20 @@
 
 Frames/s counts stored frames (all trajectories) after any warm-up; the cylinder runs on its
 128 x 64 lattice (the recipe's) with a frame every 25 LBM steps. ``small`` presets are generated into
-a temporary directory with the real pipeline (``generate_dataset``), so the numbers include I/O.
+a temporary directory with the real pipeline (``simulate_dataset``), so the numbers include I/O.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.resources as ir
 import json
 import tempfile
 import time
 
 import numpy as np
-from omegaconf import OmegaConf
 
-from dynadiff.config import resolve_preset
-from dynadiff.data.generate import generate_dataset
+from dynadiff.config import compose
+from dynadiff.data.simulate import simulate_dataset
 from dynadiff.data.systems import CylinderFlow, Kolmogorov, LambdaOmega, LotkaVolterra, NavierStokes
 
 THROUGHPUT = [  # (system, simulator at 64x64 with no warm-up, environment, trajectories)
@@ -50,9 +48,9 @@ def main() -> None:
     small = []
     if not a.no_small:
         for name in a.systems:
-            cfg = resolve_preset(OmegaConf.load(ir.files("dynadiff.configs") / "system" / f"{name}.yaml"), "small")
+            cfg = compose("simulate", [f"system={name}", "preset=small"])["system"]
             with tempfile.TemporaryDirectory() as tmp:
-                s = generate_dataset(cfg, tmp, "small", progress=False)
+                s = simulate_dataset(cfg, tmp, "small", progress=False)
             small.append({"system": name, "environments": s["environments"], "seconds": s["seconds"],
                           "MiB": s["bytes"] / 2**20,
                           "trajectories": s["environments"] * (cfg["trajectories"]["n_train"] + cfg["trajectories"]["n_test"])})

@@ -1,39 +1,36 @@
-"""Small helpers shared by the Hydra entry points: preset resolution, thread pinning, device choice."""
+"""Composing configs outside and inside Hydra, and the per-job settings every entry point applies.
+
+The YAML files under ``dynadiff/configs`` are the only source of defaults. Presets are config-group
+options (``preset=tiny|small|paper``): ``preset/<group>/...`` files override each group after its
+defaults, and command-line overrides are applied last, so what a user types always wins.
+"""
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
 
-def resolve_preset(node: DictConfig, preset: str, group: str | None = None) -> dict[str, Any]:
-    """``node`` without its ``presets`` mapping, merged with ``presets[preset]``, as plain containers.
+def compose(config_name: str = "dynadiff", overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The composed config as plain containers, exactly as the command line would build it.
 
-    Command-line overrides of the node (``<group>.key=value``) are applied again after the
-    preset, so what the user types always wins over the preset.
+    ``compose("dynadiff", ["preset=tiny", "generator.dit.steps=10"])`` equals what
+    ``dynadiff preset=tiny generator.dit.steps=10`` runs with (without the ``hydra`` section).
     """
-    presets = node.get("presets", {})
-    if preset not in presets:
-        raise ValueError(f"preset '{preset}' is not defined for '{node.get('name', group)}'; "
-                         f"choose from {sorted(presets)}")
-    base = OmegaConf.masked_copy(node, [k for k in node.keys() if k != "presets"])
-    merged = OmegaConf.merge(base, presets[preset])
-    if group is not None:
-        user = [o.split(".", 1)[1] for o in cli_overrides() if o.lstrip("+~").startswith(f"{group}.") and "=" in o]
-        if user:
-            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([u.lstrip("+~") for u in user]))
-    return OmegaConf.to_container(merged, resolve=True)
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+
+    with initialize_config_module("dynadiff.configs", version_base="1.3"):
+        return to_plain(hydra_compose(config_name, overrides=list(overrides)))
 
 
-def cli_overrides() -> list[str]:
-    """The command-line overrides of the running Hydra job (empty outside Hydra)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return []
-    return list(HydraConfig.get().overrides.task)
+def to_plain(cfg: DictConfig) -> dict[str, Any]:
+    """Resolved plain containers without Hydra's own section."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain.pop("hydra", None)
+    return plain
 
 
 def set_threads(n: int | None = None) -> int:

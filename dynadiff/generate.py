@@ -7,9 +7,8 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -18,72 +17,71 @@ import weightgraph as wg
 from weightgraph.normalize import Normalizer
 
 from .data.dataset import normalise
-from .diffusion import GaussianDiffusion, classifier_free_guidance
+from .diffusion import classifier_free_guidance
 from .eval.rollout import rollout
-from .nn.dit import LatentDiT
-from .nn.prompter import DynamicsPrompter
-from .nn.vae import WeightVAE
-from .training.generator import build_generator
+from .io import CheckpointError, load_torch, save_torch
+from .model import DynaDiffConfig, build_generator, build_vae
 from .zoo.archive import expert_layout
 from .zoo.experts import advance
 
+FORMAT, VERSION = "dynadiff", 2
+
 
 class DynaDiff(nn.Module):
-    """The trained generator: prompter -> latent DiT (DDIM) -> VAE decoder -> weightgraph -> expert."""
+    """The trained generator: prompter -> latent DiT (DDIM) -> VAE decoder -> weightgraph -> expert.
 
-    def __init__(self, vae: WeightVAE, dit: LatentDiT, prompter: DynamicsPrompter, diffusion: GaussianDiffusion,
-                 normalizer: Normalizer, expert_cfg: Mapping[str, Any], channels: int, residual: bool,
-                 field_mean: Tensor, field_std: Tensor, latent_mean: Tensor, latent_std: Tensor,
-                 config: Mapping[str, Any]):
+    Args:
+        config: the architecture (:class:`~dynadiff.model.DynaDiffConfig`); the networks are built
+            from it, and training or :meth:`load` fills in the weights and the buffers
+            ``field_mean/std (C,)`` (data normalisation), ``latent_mean/std (N, h)`` (diffusion runs on
+            ``(z - mean) / std``), ``param_mean/std (P,)`` (auxiliary head scaling) and the weight-feature
+            normaliser.
+    """
+
+    def __init__(self, config: DynaDiffConfig):
         super().__init__()
-        self.vae, self.dit, self.prompter, self.diffusion = vae.eval(), dit.eval(), prompter.eval(), diffusion
-        self.normalizer, self.expert_cfg, self.channels, self.residual = normalizer, dict(expert_cfg), channels, residual
-        self.template, self.layout = expert_layout(self.expert_cfg, channels)
-        self.register_buffer("field_mean", field_mean)
-        self.register_buffer("field_std", field_std)
-        self.register_buffer("latent_mean", latent_mean)  # (nodes, h): diffusion runs on (z - mean) / std
-        self.register_buffer("latent_std", latent_std)
-        self.config = dict(config)
+        self.config = config
+        self.vae = build_vae(config).eval()
+        dit, prompter, self.diffusion = build_generator(config)
+        self.dit, self.prompter = dit.eval(), prompter.eval()
+        self.expert_cfg, self.channels, self.residual = config.expert, config.channels, config.residual
+        template, self.layout = expert_layout(self.expert_cfg, self.channels)
+        # not a submodule: its weights are never used (generated ones are written into copies), and
+        # neuraloperator state carries non-tensor metadata that a weights-only load must not see
+        object.__setattr__(self, "template", template)
+        self.normalizer = Normalizer(self.layout, *({nt.key: torch.zeros(()) for nt in self.layout.node_types}
+                                                     for _ in range(2)))
+        nodes, h, p = self.vae.num_nodes, config.vae.latent_dim, len(config.env_params)
+        for name, shape in (("field", (config.channels,)), ("latent", (nodes, h)), ("param", (p,))):
+            self.register_buffer(f"{name}_mean", torch.zeros(shape))
+            self.register_buffer(f"{name}_std", torch.ones(shape))
+        self.meta: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        state = {"vae": self.vae.state_dict(), "dit": self.dit.state_dict(), "prompter": self.prompter.state_dict(),
-                 "vae_node_types": self.vae.node_types, "normalizer": self.normalizer.state_dict(),
-                 "expert_cfg": self.expert_cfg, "channels": self.channels, "residual": self.residual,
-                 "field_mean": self.field_mean, "field_std": self.field_std, "latent_mean": self.latent_mean,
-                 "latent_std": self.latent_std,
-                 "config": self.config, "vae_sizes": self._vae_sizes()}
-        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-        return path
-
-    def _vae_sizes(self) -> dict[str, Any]:
-        return {"internal_dim": self.vae.proj_in[self.vae.node_types[0][0]].out_features,
-                "latent_dim": self.vae.latent_dim, "num_heads": self.vae.encoder[0].attn.num_heads,
-                "num_layers": len(self.vae.encoder), "positions": self.vae.enc_embed.positions is not None}
+        """Write ``dynadiff.pt`` atomically: format tag, config, weights, normaliser (no pickled objects)."""
+        return save_torch(path, {"format": FORMAT, "version": VERSION, "config": self.config.to_dict(),
+                                 "state": self.state_dict(), "normalizer": self.normalizer.state_dict(),
+                                 "meta": self.meta})
 
     @classmethod
     def load(cls, path: str | Path) -> DynaDiff:
-        s = torch.load(path, map_location="cpu", weights_only=False)
-        vae = WeightVAE(s["vae_node_types"], **s["vae_sizes"])
-        vae.load_state_dict(s["vae"])
-        gcfg = s["config"]["generator"]
-        counts = [n for _, n, _ in s["vae_node_types"]]
-        frame_shape = tuple(s["config"]["frame_shape"])
-        dit, prompter, diffusion = build_generator(counts, vae.latent_dim, frame_shape,
-                                                   s["config"]["num_env_params"], gcfg)
-        dit.load_state_dict(s["dit"])
-        prompter.load_state_dict(s["prompter"])
-        _, layout = expert_layout(s["expert_cfg"], s["channels"])
-        normalizer = Normalizer.from_state_dict(layout, s["normalizer"])
-        return cls(vae, dit, prompter, diffusion, normalizer, s["expert_cfg"], s["channels"], s["residual"],
-                   s["field_mean"], s["field_std"], s["latent_mean"], s["latent_std"], s["config"])
+        """Rebuild from ``dynadiff.pt`` (read with ``weights_only=True``: loading never executes code)."""
+        s = load_torch(path)
+        if s.get("format") != FORMAT or s.get("version") != VERSION:
+            raise CheckpointError(f"{path}: not a DynaDiff checkpoint of format version {VERSION} (found "
+                                  f"{s.get('format')!r} version {s.get('version')!r}); checkpoints written before "
+                                  "dynadiff 0.2 are not read: regenerate it with `dynadiff stage=dit` (the data, "
+                                  "zoo and VAE are reused)")
+        model = cls(DynaDiffConfig.from_dict(s["config"]))
+        model.load_state_dict(s["state"])
+        model.normalizer = Normalizer.from_state_dict(model.layout, s["normalizer"])
+        model.meta = dict(s.get("meta", {}))
+        return model.eval()
 
     # ------------------------------------------------------------------ generation
     def _prepare(self, observations: Tensor, normalized: bool) -> Tensor:
-        obs = observations if observations.dim() == len(self.config["frame_shape"]) + 2 else observations[None]
+        obs = observations if observations.dim() == len(self.config.frame_shape) + 2 else observations[None]
         obs = obs.to(self.field_mean.device)
         return obs if normalized else normalise(obs, self.field_mean, self.field_std, channel_dim=2 - obs.dim())
 
@@ -99,7 +97,7 @@ class DynaDiff(nn.Module):
         shape = (len(prompt), self.vae.num_nodes, self.vae.latent_dim)
         z = self.diffusion.ddim_sample(model, shape, steps=steps, generator=g, device=prompt.device, prompt=prompt)
         z = z * self.latent_std + self.latent_mean
-        return self.normalizer.inverse({k: v.cpu() for k, v in self.vae.decode(z).items()})
+        return self.normalizer.inverse({k: v.cpu() for k, v in self.vae.decode(z).items()})  # normaliser on the CPU
 
     def generate(self, observations: Tensor, num_samples: int = 1, steps: int = 50, seed: int | None = None,
                  guidance: float = 1.0, normalized: bool = False) -> list[nn.Module]:
@@ -122,13 +120,19 @@ class DynaDiff(nn.Module):
         A diagnostic of how informative the prompt is (needs a model trained with ``aux_weight > 0``).
         """
         prompt = self.prompter(self._prepare(observations, normalized))
-        mean, std = (torch.tensor(self.config[k], dtype=prompt.dtype, device=prompt.device)
-                     for k in ("param_mean", "param_std"))
-        return self.prompter.regress(prompt) * std + mean
+        return self.prompter.regress(prompt) * self.param_std + self.param_mean
 
     def predictor(self, expert: nn.Module):
         """The one-step predictor of a generated expert on normalised fields."""
         return lambda x: advance(expert, x, self.residual)
+
+    def method(self, steps: int = 50, seed: int | None = 0, guidance: float = 1.0):
+        """This generator as an evaluation-harness method: ``adapt(env, observations) -> predictor``
+        (observations normalised, ``(L, ...)``; one expert generated per call, no gradient step)."""
+        def adapt(env: int, obs: Tensor):
+            return self.predictor(self.generate(obs, steps=steps, seed=seed, guidance=guidance, normalized=True)[0])
+
+        return adapt
 
     @torch.no_grad()
     def predict(self, observations: Tensor, horizon: int, steps: int = 50, seed: int | None = None) -> Tensor:

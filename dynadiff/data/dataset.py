@@ -1,4 +1,5 @@
-"""Reading environment datasets: (observation window, next frames) pairs and prompt observations."""
+"""Reading a simulated dataset: the :class:`Dataset` object (statistics, trajectories, observations, one-step
+pairs, probe frames) and a torch ``Dataset`` of (window, next frames) samples."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ from typing import Sequence
 import h5py
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset as TorchDataset
 
+from ..io import digest, file_digest, read_json, write_json
 from .environments import Manifest
+from .store import DatasetError
 
 
-class EnvironmentDataset(Dataset):
+class EnvironmentDataset(TorchDataset):
     """Windows ``x (window, C, H, W)`` -> ``y (horizon, C, H, W)`` from trajectories of some environments.
 
     Args:
@@ -67,41 +70,132 @@ class EnvironmentDataset(Dataset):
         return state
 
 
-def load_trajectories(root: str | Path, env: int, split: str = "test") -> torch.Tensor:
-    """All trajectories of one environment and split, ``(n, n_time, C, H, W)``."""
-    m = Manifest.load(root)
-    with h5py.File(m.path(env), "r") as f:
-        n_train = int(f.attrs["n_train"])
-        data = f["fields"][:n_train] if split == "train" else f["fields"][n_train:]
-    return torch.from_numpy(np.ascontiguousarray(data))
+class Dataset:
+    """One simulated dataset directory, opened once: manifest, field statistics and every read.
 
+    Args:
+        root: the dataset directory (``manifest.json`` + one HDF5 file per environment).
 
-def observations(root: str | Path, env: int, length: int = 10, traj: int = 0, split: str = "test") -> torch.Tensor:
-    """The first ``length`` frames ``(L, C, H, W)`` of a trajectory: what the prompter sees."""
-    m = Manifest.load(root)
-    with h5py.File(m.path(env), "r") as f:
-        n_train, n_time = int(f.attrs["n_train"]), f["fields"].shape[1]
-        t = traj if split == "train" else n_train + traj
-        if not 0 <= t < f["fields"].shape[0]:
-            raise IndexError(f"environment {env} has no {split} trajectory {traj}")
-        if length > n_time:
-            raise ValueError(f"asked for {length} frames, trajectories have {n_time}")
-        return torch.from_numpy(f["fields"][t, :length])
+    The per-channel field statistics (mean and std over the training trajectories of the seen
+    environments) are stored beside the manifest in ``stats.json`` together with the digest of the
+    files they were computed from, and recomputed whenever those files change.
+    """
 
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.manifest = Manifest.load(self.root)
+        first = self.manifest.path(self.manifest.seen[0])
+        if not first.exists():
+            raise DatasetError(f"{first} is missing; run dynadiff-simulate (or dynadiff demo) first")
+        with h5py.File(first, "r") as f:
+            self.n_time = int(f["fields"].shape[1])
+            self.frame_shape = tuple(int(s) for s in f["fields"].shape[2:])  # (C, H, W) or (D,)
+        self.channels = self.frame_shape[0]
+        self._stats: tuple[torch.Tensor, torch.Tensor] | None = None
 
-def channel_stats(root: str | Path, envs: str | Sequence[int] = "seen") -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and std ``(C,)`` over the training trajectories of ``envs`` (float64 sums)."""
-    m = Manifest.load(root)
-    total = total_sq = count = 0
-    for e in m.select(envs):
-        x = load_trajectories(root, e, "train").double()
-        axes = [d for d in range(x.dim()) if d != 2]  # all but the channel axis
-        total = total + x.sum(axes)
-        total_sq = total_sq + (x * x).sum(axes)
-        count += x.numel() // x.shape[2]
-    mean = total / count
-    std = (total_sq / count - mean**2).clamp_min(1e-12).sqrt()
-    return mean.float(), std.float()
+    # ------------------------------------------------------------------ identity
+    def files(self) -> list[Path]:
+        return [self.manifest.path(i) for i in range(len(self.manifest.environments))]
+
+    def fingerprint(self) -> str:
+        """Digest of the manifest and of every environment file's bytes (cached per file by size and
+        modification time in ``.digests.json``)."""
+        cache_path = self.root / ".digests.json"
+        cache = read_json(cache_path) or {}
+        fresh, parts = {}, [file_digest(self.root / "manifest.json")]
+        for path in self.files():
+            st = path.stat()
+            stamp = [st.st_size, st.st_mtime_ns]
+            entry = cache.get(path.name)
+            d = entry[2] if entry and entry[:2] == stamp else file_digest(path)
+            fresh[path.name] = [*stamp, d]
+            parts.append(d)
+        if fresh != cache:
+            write_json(cache_path, fresh)
+        return digest(parts)
+
+    # ------------------------------------------------------------------ statistics
+    @property
+    def stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel ``(mean, std)``, each ``(C,)``, of the seen environments' training frames."""
+        if self._stats is None:
+            path, key = self.root / "stats.json", self.fingerprint()
+            stored = read_json(path)
+            if stored is None or stored.get("data") != key:
+                mean, std = self._channel_stats(self.manifest.seen)
+                stored = {"mean": mean.tolist(), "std": std.tolist(), "data": key,
+                          "envs": "training trajectories of the seen environments"}
+                write_json(path, stored)
+            self._stats = torch.tensor(stored["mean"]), torch.tensor(stored["std"])
+        return self._stats
+
+    def _channel_stats(self, envs: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        total = total_sq = count = 0
+        for e in envs:
+            x = self.trajectories(e, "train").double()
+            axes = [d for d in range(x.dim()) if d != 2]  # all but the channel axis
+            total = total + x.sum(axes)
+            total_sq = total_sq + (x * x).sum(axes)
+            count += x.numel() // x.shape[2]
+        mean = total / count
+        std = (total_sq / count - mean**2).clamp_min(1e-12).sqrt()
+        return mean.float(), std.float()
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Fields ``(..., T, C, H, W)`` / states ``(..., T, D)`` in physical units -> normalised."""
+        mean, std = self.stats
+        return normalise(x, mean, std, channel_dim=-len(self.frame_shape))
+
+    # ------------------------------------------------------------------ reading
+    def trajectories(self, env: int, split: str = "test", normalized: bool = False) -> torch.Tensor:
+        """All trajectories of one environment and split, ``(n, n_time, C, H, W)`` (or ``(n, n_time, D)``)."""
+        if split not in ("train", "test"):
+            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        self._check_env(env)
+        with h5py.File(self.manifest.path(env), "r") as f:
+            n_train = int(f.attrs["n_train"])
+            data = f["fields"][:n_train] if split == "train" else f["fields"][n_train:]
+        x = torch.from_numpy(np.ascontiguousarray(data))
+        return self.normalize(x) if normalized else x
+
+    def observations(self, env: int, length: int = 10, traj: int = 0, split: str = "test",
+                     normalized: bool = False) -> torch.Tensor:
+        """The first ``length`` frames ``(L, C, H, W)`` of a trajectory: what the prompter sees."""
+        self._check_env(env)
+        with h5py.File(self.manifest.path(env), "r") as f:
+            n_train, n_time = int(f.attrs["n_train"]), f["fields"].shape[1]
+            t = traj if split == "train" else n_train + traj
+            if not 0 <= t < f["fields"].shape[0]:
+                raise IndexError(f"environment {env} has no {split} trajectory {traj}")
+            if not 1 <= length <= n_time:
+                raise ValueError(f"asked for {length} frames, trajectories have {n_time}")
+            x = torch.from_numpy(f["fields"][t, :length])
+        return self.normalize(x) if normalized else x
+
+    def pairs(self, envs: Sequence[int], split: str, t_start: int = 0, t_stop: int | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised one-step pairs ``(x_t, x_{t+1})``, each ``(N, C, ...)``, for
+        ``t_start <= t < t_stop - 1`` of every trajectory of ``envs``."""
+        xs, ys = [], []
+        for e in envs:
+            traj = self.trajectories(e, split, normalized=True)[:, t_start:t_stop]
+            xs.append(traj[:, :-1].reshape(-1, *traj.shape[2:]))
+            ys.append(traj[:, 1:].reshape(-1, *traj.shape[2:]))
+        return torch.cat(xs), torch.cat(ys)
+
+    def probe_frames(self, envs: Sequence[int], k: int, seed: int = 0) -> dict[int, torch.Tensor]:
+        """``k`` random normalised training frames ``(k, C, ...)`` of each environment (in the order given)."""
+        g = torch.Generator().manual_seed(seed)
+        out = {}
+        for e in envs:
+            flat = self.trajectories(int(e), "train", normalized=True).flatten(0, 1)
+            out[int(e)] = flat[torch.randint(len(flat), (k,), generator=g)]
+        return out
+
+    def _check_env(self, env: int) -> None:
+        n = len(self.manifest.environments)
+        if not 0 <= int(env) < n:
+            raise IndexError(f"environment index {env} is out of range: {self.root} has environments 0..{n - 1}")
 
 
 def normalise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, channel_dim: int = -3) -> torch.Tensor:
@@ -111,13 +205,3 @@ def normalise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, channel_di
     return (x - mean.view(shape)) / std.view(shape)
 
 
-def load_pairs(root: str | Path, envs: Sequence[int], split: str, mean: torch.Tensor, std: torch.Tensor,
-               t_start: int = 0, t_stop: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalised one-step pairs ``(x_t, x_{t+1})`` for ``t_start <= t < t_stop - 1`` of every trajectory."""
-    xs, ys = [], []
-    for e in envs:
-        traj = load_trajectories(root, e, split)[:, t_start:t_stop]
-        traj = normalise(traj, mean, std, channel_dim=2 - traj.dim())
-        xs.append(traj[:, :-1].reshape(-1, *traj.shape[2:]))
-        ys.append(traj[:, 1:].reshape(-1, *traj.shape[2:]))
-    return torch.cat(xs), torch.cat(ys)

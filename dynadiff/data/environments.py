@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
+from ..io import write_text
 from .store import DatasetError
 
 
@@ -73,9 +73,7 @@ class Manifest:
     def save(self) -> None:
         data = {"system": self.system, "preset": self.preset, "env_params": self.env_params,
                 "environments": self.environments, "seen": self.seen, "unseen": self.unseen, "config": self.config}
-        tmp = self.root / "manifest.json.tmp"
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, self.root / "manifest.json")
+        write_text(self.root / "manifest.json", json.dumps(data, indent=1))
 
     @classmethod
     def load(cls, root: str | Path) -> Manifest:

@@ -17,7 +17,6 @@ Layout (The Well's where it fits, plus one contiguous ``fields`` array for fast 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -25,6 +24,7 @@ import h5py
 import numpy as np
 
 from .. import __version__
+from ..io import atomic_path
 from .systems.base import Simulation
 
 SCHEMA_VERSION = 1
@@ -39,10 +39,16 @@ class DatasetError(ValueError):
 
 def write_environment(path: str | Path, sim: Simulation, *, env: Mapping[str, float], env_index: int, split: str,
                       n_train: int, seed: int, generator: str, config: Mapping[str, Any], system: str) -> Path:
-    """Write one environment atomically: to ``<path>.tmp``, then rename (a crash never leaves a
-    file that looks complete; ``complete`` is the last attribute written)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    """Write one environment atomically: to a unique temporary name, then rename (a crash never
+    leaves a file that looks complete; ``complete`` is the last attribute written)."""
+    with atomic_path(path) as tmp:
+        _write(tmp, sim, env=env, env_index=env_index, split=split, n_train=n_train, seed=seed,
+               generator=generator, config=config, system=system)
+    return Path(path)
+
+
+def _write(tmp: Path, sim: Simulation, *, env: Mapping[str, float], env_index: int, split: str, n_train: int,
+           seed: int, generator: str, config: Mapping[str, Any], system: str) -> None:
     fields = np.ascontiguousarray(sim.fields, dtype=np.float32)
     n_traj, n_time = fields.shape[:2]
     spatial = list(sim.coords)
@@ -75,8 +81,6 @@ def write_environment(path: str | Path, sim: Simulation, *, env: Mapping[str, fl
         for k, v in env.items():
             f.attrs[k] = float(v)
         f.attrs["complete"] = True
-    os.replace(tmp, path)
-    return path
 
 
 def _well_views(f: h5py.File, sim: Simulation, shape: tuple[int, ...]) -> None:

@@ -95,3 +95,25 @@ def environment_map(results: Mapping[str, Any], method: str, path: str | Path, m
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+def save_figures(results: Mapping[str, Any], methods: Mapping[str, Any], data, out_dir: str | Path,
+                 env: int | None = None) -> None:
+    """Error curves, a per-environment SSIM map per method (two-parameter systems) and a rollout figure of
+    every method on environment ``env`` (default: the first unseen one) into ``out_dir``."""
+    from .rollout import rollout
+
+    out = Path(out_dir)
+    error_curves(results, out / "error_curves.png")
+    for name in results["methods"]:
+        environment_map(results, name, out / f"ssim_map_{name}.png")
+    m = data.manifest
+    env = env if env is not None else (m.unseen or m.seen)[0]
+    traj = data.trajectories(env, "test", normalized=True)[:1]
+    if traj.dim() != 5:
+        return
+    horizon, obs_len = results["horizon"], results["obs_len"]
+    preds = {name: rollout(adapt(env, traj[0, :obs_len]), traj[:, 0], horizon)[0] for name, adapt in methods.items()}
+    label = ", ".join(f"{k}={v:.3g}" for k, v in m.environments[env].items())
+    rollout_figure(traj[0, 1:horizon + 1], preds, out / "rollout.png",
+                   title=f"environment {env} ({label}, {m.split_of(env)})")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -22,8 +21,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..data.dataset import load_trajectories, normalise
-from ..data.environments import Manifest
+from ..data.dataset import Dataset
+from ..io import write_text
 from .metrics import nmse, rmse, ssim
 from .rollout import Predictor, rollout
 
@@ -36,15 +35,14 @@ def _stats(values: Sequence[float]) -> tuple[float, float]:
     return (float(v.mean()), float(v.std())) if len(v) else (float("nan"), float("nan"))
 
 
-def evaluate(methods: Mapping[str, Method], data_dir: str | Path, mean: Tensor, std: Tensor, *, horizon: int,
-             obs_len: int = 10, domains: Mapping[str, Sequence[int]] | None = None, max_traj: int | None = None,
+def evaluate(methods: Mapping[str, Method], data: Dataset, *, horizon: int, obs_len: int = 10,
+             domains: Mapping[str, Sequence[int]] | None = None, max_traj: int | None = None,
              progress: bool = True) -> dict[str, Any]:
-    """Score every method on every environment of each domain.
+    """Score every method on every environment of each domain (normalised fields).
 
     Args:
         methods: name -> ``adapt(env_index, observations (L, C, H, W)) -> predictor``.
-        data_dir: dataset directory.
-        mean, std: per-channel normalisation (training frames of the seen environments).
+        data: the dataset (its statistics normalise the fields).
         horizon: rollout steps (capped by the trajectory length).
         obs_len: frames of the target environment the method may observe.
         domains: ``{"in_domain": seen indices, "out_domain": unseen indices}`` by default.
@@ -53,7 +51,7 @@ def evaluate(methods: Mapping[str, Method], data_dir: str | Path, mean: Tensor, 
     Returns:
         ``{"methods": {m: {domain: summary}}, "timing": {m: {...}}, "horizon": ..., ...}``.
     """
-    m = Manifest.load(data_dir)
+    m = data.manifest
     domains = dict(domains or {"in_domain": m.seen, "out_domain": m.unseen})
     per_env: dict[str, dict[str, dict[int, dict[str, Any]]]] = {k: {d: {} for d in domains} for k in methods}
     adapt_s: dict[str, list[float]] = {k: [] for k in methods}
@@ -61,10 +59,9 @@ def evaluate(methods: Mapping[str, Method], data_dir: str | Path, mean: Tensor, 
     used_horizon = horizon
     jobs = [(d, e) for d, envs in domains.items() for e in envs]
     for domain, e in tqdm(jobs, desc="evaluate", unit="env", disable=not progress):
-        traj = load_trajectories(data_dir, e, "test")
+        traj = data.trajectories(e, "test", normalized=True)
         if max_traj:
             traj = traj[:max_traj]
-        traj = normalise(traj, mean, std, channel_dim=2 - traj.dim())
         h = min(horizon, traj.shape[1] - 1)
         used_horizon = min(used_horizon, h)
         obs = traj[0, :obs_len]
@@ -84,6 +81,8 @@ def evaluate(methods: Mapping[str, Method], data_dir: str | Path, mean: Tensor, 
         results["methods"][name] = {d: _summarise(per_env[name][d], used_horizon) for d in domains}
         results["timing"][name] = {"adapt_s_mean": float(np.mean(adapt_s[name])),
                                    "rollout_s_mean": float(np.mean(rollout_s[name]))}
+    if "dynadiff" in methods:
+        results["gap_closure"] = {d: gap_closure(results, "dynadiff", d) for d in domains}
     return results
 
 
@@ -152,13 +151,33 @@ def markdown_table(results: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def summary_lines(results: Mapping[str, Any]) -> list[str]:
+    """The gap closure and the diagnostics of a results dict, as text lines (for the terminal and results.md)."""
+    lines = []
+    if results.get("gap_closure"):
+        lines.append("gap closure (RMSE): " + ", ".join(f"{d} {v:.2f}" if v is not None else f"{d} n/a"
+                                                       for d, v in results["gap_closure"].items()))
+    pe = results.get("prompt_env_mae")
+    if pe:
+        parts = [f"{d} " + " ".join(f"{p}={v:.3g}" for p, v in zip(pe["params"], pe[d], strict=True))
+                 for d in ("in_domain", "out_domain") if d in pe]
+        lines.append("environment read from the prompt, mean abs. error: " + ", ".join(parts))
+    if results.get("vae"):
+        v = results["vae"]
+        lines.append(f"VAE: weight-space MSE {v['weight_mse']:.3e}, function-space relative MSE "
+                     f"{v['function_rel_mse']:.3e}")
+    if "dynadiff" in results.get("timing", {}) and results.get("ddim_steps"):
+        lines.append(f"generation: {results['timing']['dynadiff']['adapt_s_mean']:.3f} s per expert "
+                     f"({results['ddim_steps']} DDIM steps)")
+    stages = results.get("timing", {}).get("stages_s")
+    if stages:
+        lines.append("stage seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in stages.items()))
+    return lines
+
+
 def save_results(results: Mapping[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
-    """``results.json`` and ``results.md`` (atomic writes)."""
+    """``results.json`` and ``results.md`` (the table, the gap closure and the diagnostics), written once,
+    atomically."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    j, md = out / "results.json", out / "results.md"
-    for path, text in ((j, json.dumps(results, indent=1)), (md, markdown_table(results) + "\n")):
-        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    return j, md
+    md = "\n".join([markdown_table(results), "", *summary_lines(results)]) + "\n"
+    return write_text(out / "results.json", json.dumps(results, indent=1)), write_text(out / "results.md", md)

@@ -17,14 +17,14 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 from torch.func import functional_call
-from tqdm.auto import tqdm
 
 from weightgraph.normalize import Normalizer
 
-from ..data.dataset import load_trajectories, normalise
-from ..nn.vae import VAE_PRESETS, WeightVAE, kl_divergence, reconstruction_error
+from ..data.dataset import Dataset
+from ..model import DynaDiffConfig, build_vae
+from ..nn.vae import WeightVAE, kl_divergence, reconstruction_error
 from ..zoo.archive import ZooArchive
-from .common import MetricLogger, log_and_checkpoint, optimizer_step, resume_state, rng_state, set_rng_state
+from .loop import LoopConfig, train
 
 
 @dataclass
@@ -35,15 +35,9 @@ class ProbeInputs:
     y: Tensor
 
 
-def probe_inputs(archive: ZooArchive, data_dir: str | Path, mean: Tensor, std: Tensor, k: int, seed: int = 0
-                 ) -> ProbeInputs:
+def probe_inputs(archive: ZooArchive, data: Dataset, k: int, seed: int = 0) -> ProbeInputs:
     """``k`` random normalised training frames of each expert's environment, and the expert's outputs."""
-    g = torch.Generator().manual_seed(seed)
-    frames: dict[int, Tensor] = {}
-    for e in archive.env_index.unique().tolist():
-        traj = load_trajectories(data_dir, int(e), "train")
-        flat = normalise(traj, mean, std, channel_dim=2 - traj.dim()).flatten(0, 1)
-        frames[e] = flat[torch.randint(len(flat), (k,), generator=g)]
+    frames = data.probe_frames(archive.env_index.unique().tolist(), k, seed)
     xs = torch.stack([frames[int(e)] for e in archive.env_index])  # (N, K, ...)
     params = archive.layout.unflatten(archive.features)
     with torch.no_grad():
@@ -70,55 +64,42 @@ def functional_error(out: Tensor, ref: Tensor) -> Tensor:
     return (out - ref).pow(2).flatten(1).mean(1) / ref.pow(2).flatten(1).mean(1).clamp_min(1e-12)
 
 
-def build_vae(archive: ZooArchive, cfg: Mapping[str, Any]) -> WeightVAE:
-    sizes = {**VAE_PRESETS.get(cfg.get("size", "small"), {}), **cfg.get("model", {})}
-    return WeightVAE([(nt.key, nt.num_nodes, nt.width) for nt in archive.layout.node_types], **sizes)
-
-
-def train_vae(archive: ZooArchive, probes: ProbeInputs, cfg: Mapping[str, Any], out_dir: str | Path,
-              progress: bool = True, device: torch.device | str = "cpu"
+def train_vae(archive: ZooArchive, probes: ProbeInputs, model_cfg: DynaDiffConfig, cfg: Mapping[str, Any],
+              out_dir: str | Path, progress: bool = True, device: torch.device | str = "cpu", key: Any = None
               ) -> tuple[WeightVAE, Normalizer, dict[str, float]]:
     """Train (or resume) the VAE on ``device``; returns the model (on the CPU), the feature normaliser and
     final metrics.
 
-    ``cfg``: ``size`` (preset name) / ``model`` (overrides), ``steps``, ``batch_size``, ``lr``, ``beta``,
-    ``func_weight``, ``recon_weight``, ``seed``, ``log_every``, ``ckpt_every``.
+    ``model_cfg``: the architecture; ``cfg``: the ``generator.vae`` section (``steps``, ``batch_size``,
+    ``lr``, ``beta``, ``func_weight``, ``recon_weight``, ``seed``, logging and clipping); ``key``:
+    identifies the inputs, so that ``vae_last.pt`` is resumed only for the same config and zoo.
     """
     out = Path(out_dir)
     device = torch.device(device)
     normalizer = Normalizer.fit_stacked(archive.layout, archive.features)
     feats_n = {k: v.float() for k, v in normalizer.transform(archive.features).items()}
     torch.manual_seed(cfg["seed"])
-    vae = build_vae(archive, cfg).to(device)
+    vae = build_vae(model_cfg).to(device)
     on_device = normalizer.to(device)
     template = archive.template if device.type == "cpu" else copy.deepcopy(archive.template).to(device)
-    opt = torch.optim.AdamW(vae.parameters(), lr=cfg["lr"], weight_decay=cfg.get("weight_decay", 0.0))
     g = torch.Generator().manual_seed(cfg["seed"])
-    start = 0
-    ckpt = resume_state(out / "vae_last.pt", cfg)
-    if ckpt is not None:  # resume exactly where the killed run stopped
-        vae.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        set_rng_state(ckpt["rng"], g)
-        start = ckpt["step"]
-    logger = MetricLogger(out / "vae_log", tensorboard=cfg.get("tensorboard", False))
     n = len(archive)
-    t0 = time.perf_counter()
-    bar = tqdm(range(start, cfg["steps"]), desc="train VAE", unit="step", disable=not progress,
-               initial=start, total=cfg["steps"])
-    for step in bar:
+
+    def loss_fn(step: int) -> dict[str, Tensor]:
         idx = torch.randint(n, (min(cfg["batch_size"], n),), generator=g)
         batch = {k: v[idx].to(device) for k, v in feats_n.items()}
         rec, mu, logvar = vae(batch)
         terms = {"recon": reconstruction_error(rec, batch).mean(), "kl": kl_divergence(mu, logvar).mean()}
-        loss = cfg.get("recon_weight", 1.0) * terms["recon"] + cfg["beta"] * terms["kl"]
+        loss = cfg["recon_weight"] * terms["recon"] + cfg["beta"] * terms["kl"]
         if cfg["func_weight"] > 0:
             out_rec = expert_outputs(archive, on_device, rec, probes.x[idx].to(device), template)
             terms["func"] = functional_error(out_rec, probes.y[idx].to(device)).mean()
             loss = loss + cfg["func_weight"] * terms["func"]
-        optimizer_step(step, loss, terms, opt, vae.parameters(), cfg.get("grad_clip", 1.0))
-        log_and_checkpoint(step, cfg, logger, bar, {**terms, "loss": loss}, out / "vae_last.pt",
-                           lambda: {"model": vae.state_dict(), "optimizer": opt.state_dict(), "rng": rng_state(g)})
+        return {**terms, "loss": loss}
+
+    t0 = time.perf_counter()
+    train(vae, loss_fn, LoopConfig.from_section(cfg, "constant"), g, checkpoint=out / "vae_last.pt",
+          key={"config": dict(cfg), "inputs": key}, log_dir=out / "vae_log", desc="train VAE" if progress else None)
     vae.eval().cpu()
     metrics = evaluate_vae(vae, archive, normalizer, feats_n, probes)
     metrics["train_seconds"] = time.perf_counter() - t0

@@ -13,8 +13,8 @@ Layout of ``zoo.h5``::
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+from typing import Sequence
 
 import h5py
 import numpy as np
@@ -22,6 +22,7 @@ import torch
 
 import weightgraph as wg
 
+from ..io import atomic_path
 from .experts import build_expert
 from .storage import is_complete, load_checkpoint, tensor_state
 
@@ -34,19 +35,19 @@ def expert_layout(expert_cfg: dict, channels: int) -> tuple[torch.nn.Module, wg.
     return net, wg.compile_layout(net)
 
 
-def consolidate(zoo_root: str | Path, chunk: int = 64) -> Path:
-    """Gather every complete expert under ``zoo_root/experts`` into ``zoo_root/zoo.h5`` (atomically)."""
-    root = Path(zoo_root)
-    dirs = sorted(p for p in (root / "experts").glob("env_*/seed_*") if p.is_dir() and ".tmp-" not in p.name)
+def consolidate(expert_dirs: Sequence[str | Path], path: str | Path, chunk: int = 64) -> Path:
+    """Gather the experts in ``expert_dirs`` (in that order) into one HDF5 archive at ``path`` (atomically)."""
+    dirs = [Path(d) for d in expert_dirs]
     if not dirs:
-        raise FileNotFoundError(f"no experts under {root / 'experts'}; build the zoo first")
+        raise FileNotFoundError(f"no experts to consolidate into {path}; build the zoo first")
     _, meta0 = load_checkpoint(dirs[0])
     net, layout = expert_layout(meta0["expert"], meta0["channels"])
     keys = set(tensor_state(net))
-    dirs = [d for d in dirs if is_complete(d, keys)]
+    broken = [str(d) for d in dirs if not is_complete(d, keys)]
+    if broken:
+        raise FileNotFoundError(f"incomplete or unreadable experts: {broken[:3]}{' ...' if len(broken) > 3 else ''}")
     n = len(dirs)
-    tmp = root / f"zoo.h5.tmp-{os.getpid()}"
-    with h5py.File(tmp, "w") as f:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         feats = {nt.key: f.create_dataset(f"features/{nt.key}", (n, nt.num_nodes, nt.width), dtype="float32",
                                           chunks=(1, nt.num_nodes, nt.width), track_times=False)
                  for nt in layout.node_types}
@@ -70,8 +71,7 @@ def consolidate(zoo_root: str | Path, chunk: int = 64) -> Path:
         f.attrs.update({"expert": json.dumps(meta0["expert"]), "channels": meta0["channels"],
                         "residual": meta0["residual"], "layout_fingerprint": layout.fingerprint,
                         "node_types": [nt.key for nt in layout.node_types], "n_experts": n})
-    os.replace(tmp, root / "zoo.h5")
-    return root / "zoo.h5"
+    return Path(path)
 
 
 class ZooArchive:
@@ -86,7 +86,7 @@ class ZooArchive:
             self.features = {k: torch.from_numpy(f[f"features/{k}"][:]) for k in f.attrs["node_types"]}
             self.env_index = torch.from_numpy(f["env_index"][:])
             self.env_params = torch.from_numpy(f["env_params"][:])
-            self.param_names = list(f["env_params"].attrs["names"])
+            self.param_names = [str(n) for n in f["env_params"].attrs["names"]]
             self.seed = torch.from_numpy(f["seed"][:])
             self.metrics = {k: torch.from_numpy(f[f"metrics/{k}"][:]) for k in f["metrics"]}
             fingerprint = f.attrs["layout_fingerprint"]

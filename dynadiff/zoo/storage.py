@@ -1,8 +1,9 @@
 """Expert checkpoints on disk: tensors-only safetensors + ``config.json``, written atomically.
 
-An expert lives in a directory ``.../env_0003/seed_002/``; it is written as ``seed_002.tmp-<pid>/``
-and renamed when both files are complete, so a killed run loses at most the expert in progress
-and never leaves a directory that looks complete.
+An expert lives in a directory ``.../env_0003/seed_002/``; it is written under a unique temporary
+name and renamed when both files are complete, so a killed run loses at most the expert in progress
+and never leaves a directory that looks complete. ``config.json`` records the key of the inputs the
+expert was trained on and the SHA-256 of its weights file.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..io import atomic_path, file_digest
+
 WEIGHTS, CONFIG = "weights.safetensors", "config.json"
 
 
@@ -26,25 +29,21 @@ def tensor_state(module: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_checkpoint(path: str | Path, module: nn.Module, config: Mapping[str, Any]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    save_file(tensor_state(module), str(tmp / WEIGHTS))
-    (tmp / CONFIG).write_text(json.dumps({**config, "complete": True}, indent=1, sort_keys=True))
-    if path.exists():  # replacing a stale checkpoint
-        shutil.rmtree(path)
-    os.rename(tmp, path)
-    return path
+    with atomic_path(path) as tmp:
+        tmp.mkdir()
+        save_file(tensor_state(module), str(tmp / WEIGHTS))
+        meta = {**config, "weights_sha256": file_digest(tmp / WEIGHTS), "complete": True}
+        (tmp / CONFIG).write_text(json.dumps(meta, indent=1, sort_keys=True))
+    return Path(path)
 
 
-def is_complete(path: str | Path, expected_keys: set[str] | None = None) -> bool:
-    """Both files present, config marked complete, weights readable (with the expected tensor names)."""
+def is_complete(path: str | Path, expected_keys: set[str] | None = None, key: str | None = None) -> bool:
+    """Both files present, config marked complete (and written under ``key`` when given), weights
+    readable with the expected tensor names."""
     path = Path(path)
     try:
         cfg = json.loads((path / CONFIG).read_text())
-        if not cfg.get("complete"):
+        if not cfg.get("complete") or (key is not None and cfg.get("key") != key):
             return False
         from safetensors import safe_open
 
@@ -67,10 +66,10 @@ def load_into(module: nn.Module, path: str | Path) -> nn.Module:
 
 
 def clean_temporaries(root: str | Path) -> int:
-    """Remove ``*.tmp-<pid>`` directories left by killed runs whose process is gone."""
+    """Remove ``*.tmp-<pid>-*`` directories left by killed runs whose process is gone."""
     n = 0
     for tmp in Path(root).rglob("*.tmp-*"):
-        pid = tmp.name.rsplit("-", 1)[-1]
+        pid = tmp.name.rsplit(".tmp-", 1)[-1].split("-")[0]
         if tmp.is_dir() and pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(tmp, ignore_errors=True)
             n += 1

@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from weightgraph.cli import main
 from tests.weightgraph.zoo import CNNBN
+from weightgraph.cli import main
 
 
 def test_inspect_saved_module(tmp_path, capsys):

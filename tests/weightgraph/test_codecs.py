@@ -10,10 +10,10 @@ from torch import nn
 from torch_geometric.data import Batch
 
 import weightgraph as wg
+from tests.weightgraph.zoo import ClassicFNO2d, UNet
 from weightgraph.normalize import Normalizer
 from weightgraph.nx import layer_graph, neuron_graph
 from weightgraph.sequence import SequenceCodec
-from tests.weightgraph.zoo import ClassicFNO2d, UNet
 
 
 def _graphs(factory, n, example=None):

@@ -6,8 +6,8 @@ from torch import nn
 from torch.func import functional_call
 
 import weightgraph as wg
-from weightgraph.batching import collate, from_dense, stack_graphs, to_dense
 from tests.weightgraph.zoo import ResNet, UNet
+from weightgraph.batching import collate, from_dense, stack_graphs, to_dense
 
 
 def _nets(factory, n):

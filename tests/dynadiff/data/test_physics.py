@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from dynadiff.data.systems import CylinderFlow, Kolmogorov, LambdaOmega, LotkaVolterra, lbm
+from dynadiff.data.systems import (
+    CylinderFlow,
+    Kolmogorov,
+    LambdaOmega,
+    LotkaVolterra,
+    lbm,
+)
 from dynadiff.data.systems.spectral import VorticitySolver
 
 
@@ -105,16 +111,11 @@ def test_lotka_volterra_invariant_is_conserved():
 
 @pytest.mark.parametrize("system", ["lambda_omega", "navier_stokes", "kolmogorov", "cylinder", "lotka_volterra"])
 def test_environments_give_different_dynamics(system):
-    import importlib.resources as ir
-
-    from omegaconf import OmegaConf
-
-    from dynadiff.config import resolve_preset
     from dynadiff.data.environments import environment_grid
-    from dynadiff.data.generate import build_system
+    from dynadiff.data.simulate import build_system
+    from tests.dynadiff.util import tiny_system
 
-    cfg = OmegaConf.load(ir.files("dynadiff.configs") / "system" / f"{system}.yaml")
-    sys_cfg = resolve_preset(cfg, "tiny")
+    sys_cfg = tiny_system(system)
     sim = build_system(sys_cfg["simulator"])
     envs = environment_grid(sys_cfg["environments"])
     a = sim.simulate(envs[0], 1, np.random.default_rng(7)).fields

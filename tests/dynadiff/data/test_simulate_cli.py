@@ -5,9 +5,8 @@ import json
 import pytest
 from hydra import compose, initialize_config_module
 
-from dynadiff.config import resolve_preset
 from dynadiff.data.environments import choose_seen, environment_grid
-from dynadiff.data.generate import build_system
+from dynadiff.data.simulate import build_system
 
 SYSTEMS = ["lambda_omega", "navier_stokes", "kolmogorov", "cylinder", "lotka_volterra"]
 PAPER_GRIDS = {"lambda_omega": (51, 12), "navier_stokes": (121, 24), "kolmogorov": (51, 12), "cylinder": (496, 99),
@@ -19,7 +18,7 @@ PAPER_GRIDS = {"lambda_omega": (51, 12), "navier_stokes": (121, 24), "kolmogorov
 def test_every_config_composes(system, preset):
     with initialize_config_module("dynadiff.configs", version_base="1.3"):
         cfg = compose("simulate", overrides=[f"system={system}", f"preset={preset}"])
-    sys_cfg = resolve_preset(cfg.system, preset)
+    sys_cfg = cfg.system
     sim = build_system(sys_cfg["simulator"])
     envs = environment_grid(sys_cfg["environments"])
     seen = choose_seen(len(envs), sys_cfg["split"]["n_seen"], sys_cfg["split"]["seed"])
@@ -33,10 +32,11 @@ def test_every_config_composes(system, preset):
 
 
 def test_unknown_preset_is_a_clear_error():
+    from hydra.errors import MissingConfigException
+
     with initialize_config_module("dynadiff.configs", version_base="1.3"):
-        cfg = compose("simulate", overrides=["preset=huge"])
-    with pytest.raises(ValueError, match="preset 'huge'.*paper.*small.*tiny"):
-        resolve_preset(cfg.system, "huge")
+        with pytest.raises(MissingConfigException, match="(?s)preset/huge.*paper.*small.*tiny"):
+            compose("simulate", overrides=["preset=huge"])
 
 
 def test_cli_runs_in_an_empty_directory(tmp_path, monkeypatch, capsys):

@@ -1,7 +1,6 @@
 """HDF5 schema: writer, validator, reader, atomic and resumable generation."""
 
 import hashlib
-import importlib.resources as ir
 import multiprocessing as mp
 import shutil
 import time
@@ -10,26 +9,22 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 
-from dynadiff.config import resolve_preset
-from dynadiff.data.dataset import EnvironmentDataset, load_trajectories, observations
+from dynadiff.data.dataset import Dataset, EnvironmentDataset
 from dynadiff.data.environments import Manifest
-from dynadiff.data.generate import generate_dataset, plot_environments
+from dynadiff.data.simulate import plot_environments, simulate_dataset
 from dynadiff.data.store import DatasetError, check_file, validate_file
+from tests.dynadiff.util import tiny_system
 
 
 def tiny(system="lambda_omega", **over):
-    cfg = resolve_preset(OmegaConf.load(ir.files("dynadiff.configs") / "system" / f"{system}.yaml"), "tiny")
-    for k, v in over.items():
-        cfg["simulator"][k] = v
-    return cfg
+    return tiny_system(system, **over)
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("data") / "lo"
-    summary = generate_dataset(tiny(), out, "tiny", seed=3, progress=False)
+    summary = simulate_dataset(tiny(), out, "tiny", seed=3, progress=False)
     return out, summary
 
 
@@ -54,7 +49,7 @@ def test_files_are_valid_and_self_describing(dataset):
 def test_same_seed_gives_bit_identical_files(dataset, tmp_path):
     out, _ = dataset
     again = tmp_path / "again"
-    generate_dataset(tiny(), again, "tiny", seed=3, progress=False)
+    simulate_dataset(tiny(), again, "tiny", seed=3, progress=False)
     for p in sorted(out.glob("env_*.h5")):
         assert _md5(p) == _md5(again / p.name)
 
@@ -62,7 +57,7 @@ def test_same_seed_gives_bit_identical_files(dataset, tmp_path):
 def test_shards_give_the_same_files(dataset, tmp_path):
     out, _ = dataset
     for i in range(2):
-        generate_dataset(tiny(), tmp_path, "tiny", seed=3, shard=(i, 2), progress=False)
+        simulate_dataset(tiny(), tmp_path, "tiny", seed=3, shard=(i, 2), progress=False)
     assert all(_md5(p) == _md5(tmp_path / p.name) for p in out.glob("env_*.h5"))
 
 
@@ -70,8 +65,8 @@ def test_rerun_skips_valid_files_and_rewrites_stale_ones(dataset, tmp_path):
     out, _ = dataset
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
-    assert generate_dataset(tiny(), copy, "tiny", seed=3, progress=False)["skipped"] == 4
-    s = generate_dataset(tiny(n_frames=12), copy, "tiny", seed=3, progress=False)  # config changed
+    assert simulate_dataset(tiny(), copy, "tiny", seed=3, progress=False)["skipped"] == 4
+    s = simulate_dataset(tiny(n_frames=12), copy, "tiny", seed=3, progress=False)  # config changed
     assert s["written"] == 4
     with h5py.File(copy / "env_0000.h5") as f:
         assert f["fields"].shape[1] == 12
@@ -105,7 +100,7 @@ def test_validator_rejects_nans(dataset, tmp_path):
 
 
 def _run_generation(out):
-    generate_dataset(tiny(n_frames=40, t_transient=4.0), out, "tiny", seed=3, progress=False)
+    simulate_dataset(tiny(n_frames=40, t_transient=4.0), out, "tiny", seed=3, progress=False)
 
 
 def test_killed_generation_resumes_to_a_complete_dataset(tmp_path):
@@ -119,10 +114,10 @@ def test_killed_generation_resumes_to_a_complete_dataset(tmp_path):
     proc.join()
     done_before = sorted(p.name for p in out.glob("env_*.h5"))
     assert 2 <= len(done_before) < 4, done_before
-    summary = generate_dataset(tiny(n_frames=40, t_transient=4.0), out, "tiny", seed=3, progress=False)
+    summary = simulate_dataset(tiny(n_frames=40, t_transient=4.0), out, "tiny", seed=3, progress=False)
     assert summary["skipped"] == len(done_before) and summary["written"] == 4 - len(done_before)
     assert sorted(p.name for p in out.glob("env_*.h5")) == [f"env_{i:04d}.h5" for i in range(4)]
-    assert not list(out.glob("*.tmp"))  # the interrupted environment's temporary file was rewritten and renamed
+    assert not list(out.glob("*.tmp*"))  # the interrupted environment's temporary file was rewritten and renamed
     assert all(validate_file(p) == [] for p in out.glob("env_*.h5"))
 
 
@@ -132,10 +127,15 @@ def test_dataset_windows_and_observations(dataset):
     assert len(ds) == 2 * 2 * (16 - 5 + 1)
     x, y, e = ds[5]
     assert x.shape == (2, 2, 16, 16) and y.shape == (3, 2, 16, 16) and e in Manifest.load(out).seen
-    traj = load_trajectories(out, e, "train")
+    data = Dataset(out)
+    traj = data.trajectories(e, "train")
     assert torch.equal(torch.cat([x, y]), traj[0, 5:10])
-    obs = observations(out, 1, length=10)
-    assert torch.equal(obs, load_trajectories(out, 1, "test")[0, :10])
+    obs = data.observations(1, length=10)
+    assert torch.equal(obs, data.trajectories(1, "test")[0, :10])
+    mean, std = data.stats
+    assert torch.allclose(data.observations(1, length=10, normalized=True), (obs - mean[:, None, None]) / std[:, None, None])
+    with pytest.raises(IndexError, match="environments 0..3"):
+        data.observations(4)
     test = EnvironmentDataset(out, envs="unseen", split="test")
     assert len(test) == 2 * 1 * 15
     loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2)

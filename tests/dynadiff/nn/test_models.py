@@ -7,8 +7,13 @@ import torch
 
 from dynadiff.diffusion import GaussianDiffusion, linear_betas
 from dynadiff.nn.dit import LatentDiT
-from dynadiff.nn.prompter import (DynamicsPrompter, frame_statistics, propagator, spectral_features,
-                                   temporal_mean_and_trend)
+from dynadiff.nn.prompter import (
+    DynamicsPrompter,
+    frame_statistics,
+    propagator,
+    spectral_features,
+    temporal_mean_and_trend,
+)
 from dynadiff.nn.vae import WeightVAE, kl_divergence, reconstruction_error
 
 NODE_TYPES = [("a", 5, 7), ("b", 3, 11), ("c", 2, 4)]
@@ -207,19 +212,3 @@ def test_other_parameterisations_recover_the_sample(prediction):
     noise = torch.randn(1, 3, 2)
     loss = d.training_loss(lambda x, tt: model(x, tt), x0, t=t, noise=noise)
     assert loss.item() < 1e-10  # the oracle output is exactly the training target
-
-
-def test_random_shifts_roll_every_frame_of_a_window_alike():
-    from dynadiff.training.generator import random_shifts
-
-    torch.manual_seed(0)
-    w = torch.randn(3, 4, 2, 8, 8)
-    g = torch.Generator().manual_seed(1)
-    out = random_shifts(w, (-2, -1), g)
-    for i in range(3):  # find the offset from frame 0, then every frame must match it
-        match = [(dy, dx) for dy in range(8) for dx in range(8)
-                 if torch.equal(torch.roll(w[i, 0], (dy, dx), (-2, -1)), out[i, 0])]
-        assert len(match) == 1
-        assert torch.equal(torch.roll(w[i], match[0], (-2, -1)), out[i])
-    assert not torch.equal(out, w)
-    assert random_shifts(w, (), g) is w

@@ -1,77 +1,98 @@
 """Generator training: resume equivalence, NaN guard, generation API, the tiny demo end to end."""
 
-import importlib.resources as ir
 import json
+import re
 import sys
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
-from dynadiff.config import resolve_preset
-from dynadiff.data.generate import generate_dataset
+from dynadiff.config import compose
+from dynadiff.data.windows import ObservationBank
+from dynadiff.layout import ArtifactLayout
+from dynadiff.pipeline import Run
+from dynadiff.pipeline.stages import model_config, zoo
+from dynadiff.training.generator import train_generator
 from dynadiff.training.vae import probe_inputs, train_vae
-from dynadiff.zoo.archive import ZooArchive, consolidate
-from dynadiff.zoo.build import ZooBuilder
-
-CONFIGS = ir.files("dynadiff.configs")
-
-
-def _cfg(group, name, preset="tiny"):
-    return resolve_preset(OmegaConf.load(CONFIGS / group / f"{name}.yaml"), preset)
+from dynadiff.zoo.archive import ZooArchive
+from tests.dynadiff.util import tiny_config, tiny_dataset, tiny_layout
 
 
 @pytest.fixture(scope="module")
-def zoo(tmp_path_factory):
+def trained_zoo(tmp_path_factory):
     root = tmp_path_factory.mktemp("pipeline")
-    generate_dataset(_cfg("system", "lambda_omega"), root / "data", "tiny", progress=False)
-    cfg = {"expert": _cfg("expert", "fno"), "zoo": _cfg("zoo", "default"), "baselines": _cfg("baselines", "default")}
-    builder = ZooBuilder(cfg, root / "data", root / "zoo", progress=False)
-    builder.experts()
-    archive = ZooArchive(consolidate(builder.zl.root))
-    probes = probe_inputs(archive, builder.data_dir, builder.mean, builder.std, 2)
-    return builder, archive, probes, root
+    run = Run(tiny_config("progress=false"), tiny_layout(root), progress=False)
+    data = tiny_dataset(run.layout)
+    archive, _ = zoo(run, data, [])
+    probes = probe_inputs(archive, data, 2)
+    return run, data, archive, probes, model_config(run, data, archive)
 
 
 def _vae_cfg(**over):
-    cfg = _cfg("generator", "default")["vae"]
+    cfg = tiny_config()["generator"]["vae"]
     cfg.update({"steps": 12, "ckpt_every": 4, "log_every": 1, **over})
     return cfg
 
 
-def test_vae_kill_and_resume_matches_uninterrupted_run(zoo, tmp_path):
-    _, archive, probes, _ = zoo
-    full, _, _ = train_vae(archive, probes, _vae_cfg(), tmp_path / "full", progress=False)
-    train_vae(archive, probes, _vae_cfg(steps=8), tmp_path / "resumed", progress=False)  # "killed" after step 8
-    resumed, _, _ = train_vae(archive, probes, _vae_cfg(), tmp_path / "resumed", progress=False)
+def _train_vae(trained_zoo, out, **over):
+    _, _, archive, probes, model_cfg = trained_zoo
+    return train_vae(archive, probes, model_cfg, _vae_cfg(**over), out, progress=False)
+
+
+def test_vae_kill_and_resume_matches_uninterrupted_run(trained_zoo, tmp_path):
+    full, _, _ = _train_vae(trained_zoo, tmp_path / "full")
+    _train_vae(trained_zoo, tmp_path / "resumed", steps=8)  # "killed" after step 8
+    resumed, _, _ = _train_vae(trained_zoo, tmp_path / "resumed")
     for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6), k
     rows = [json.loads(line) for line in (tmp_path / "resumed" / "vae_log" / "metrics.jsonl").read_text().splitlines()]
     assert {"recon", "kl", "func", "loss"} <= set(rows[-1]) and rows[-1]["step"] == 11
 
 
-def test_checkpoint_of_another_config_is_not_resumed(zoo, tmp_path):
-    _, archive, probes, _ = zoo
-    train_vae(archive, probes, _vae_cfg(steps=8), tmp_path, progress=False)
-    fresh, _, _ = train_vae(archive, probes, _vae_cfg(beta=1e-2), tmp_path / "x", progress=False)
-    changed, _, _ = train_vae(archive, probes, _vae_cfg(beta=1e-2), tmp_path, progress=False)  # not resumed
+def test_checkpoint_of_another_config_is_not_resumed(trained_zoo, tmp_path):
+    _train_vae(trained_zoo, tmp_path, steps=8)
+    fresh, _, _ = _train_vae(trained_zoo, tmp_path / "x", beta=1e-2)
+    changed, _, _ = _train_vae(trained_zoo, tmp_path, beta=1e-2)  # not resumed
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(fresh.state_dict().values(), changed.state_dict().values()))
 
 
-def test_vae_functional_loss_term_switches_off(zoo, tmp_path):
-    _, archive, probes, _ = zoo
-    _, _, metrics = train_vae(archive, probes, _vae_cfg(func_weight=0.0, steps=3), tmp_path, progress=False)
+def test_vae_functional_loss_term_switches_off(trained_zoo, tmp_path):
+    _, _, metrics = _train_vae(trained_zoo, tmp_path, func_weight=0.0, steps=3)
     row = json.loads((tmp_path / "vae_log" / "metrics.jsonl").read_text().splitlines()[-1])
     assert "func" not in row and metrics["function_rel_mse"] >= 0
 
 
-def test_nan_stops_training_naming_step_and_term(zoo, tmp_path):
-    _, archive, probes, _ = zoo
+def test_nan_stops_training_naming_step_and_term(trained_zoo, tmp_path):
+    _, _, archive, probes, model_cfg = trained_zoo
     bad = ZooArchive(archive.path)
     key = next(iter(bad.features))
     bad.features[key][:, 0, 0] = float("nan")
     with pytest.raises(FloatingPointError, match=r"'recon' is nan at step 0"):
-        train_vae(bad, probes, _vae_cfg(), tmp_path, progress=False)
+        train_vae(bad, probes, model_cfg, _vae_cfg(), tmp_path, progress=False)
+
+
+def _train_generator(trained_zoo, out, symmetry, steps):
+    run, data, archive, probes, model_cfg = trained_zoo
+    vae, normalizer, _ = _train_vae(trained_zoo, out / "vae", steps=2)
+    feats = {k: v.float() for k, v in normalizer.transform(archive.features).items()}
+    bank = ObservationBank(data, data.manifest.seen, 4, symmetry=symmetry)
+    cfg = {**run.cfg["generator"]["dit"], "steps": steps, "ckpt_every": 2}
+    torch.manual_seed(0)
+    return train_generator(archive, vae, feats, bank, model_cfg, cfg, out, progress=False)["dit"]
+
+
+def _same(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+
+
+def test_generator_resumes_only_under_the_same_window_settings(trained_zoo, tmp_path):
+    full = _train_generator(trained_zoo, tmp_path / "full", ["x", "y"], 6)
+    _train_generator(trained_zoo, tmp_path / "resumed", ["x", "y"], 4)  # "killed" after step 4
+    assert _same(_train_generator(trained_zoo, tmp_path / "resumed", ["x", "y"], 6), full)
+    unshifted = _train_generator(trained_zoo, tmp_path / "plain", [], 6)
+    _train_generator(trained_zoo, tmp_path / "changed", ["x", "y"], 4)
+    changed = _train_generator(trained_zoo, tmp_path / "changed", [], 6)  # another window setting: not resumed
+    assert _same(changed, unshifted) and not _same(changed, full)
 
 
 def test_demo_tiny_end_to_end(tmp_path, monkeypatch, capsys):
@@ -85,6 +106,7 @@ def test_demo_tiny_end_to_end(tmp_path, monkeypatch, capsys):
     assert "| dynadiff |" in out and "gap closure" in out and "s per expert" in out
     run = next((tmp_path / "runs" / "dynadiff").glob("lambda_omega-tiny/*"))
     results = json.loads((run / "results.json").read_text())
+    assert "gap closure (RMSE): in_domain" in (run / "results.md").read_text()
     assert {"dynadiff", "not_adaptive", "one_per_env"} == set(results["methods"])
     assert set(results["gap_closure"]) == {"in_domain", "out_domain"}
     assert (run / "rollout.png").exists()
@@ -103,7 +125,7 @@ def test_demo_tiny_end_to_end(tmp_path, monkeypatch, capsys):
     future = model.predict(obs[0], horizon=3, steps=5, seed=0)
     assert future.shape == (3, 2, 16, 16) and torch.isfinite(future).all()
     monkeypatch.setattr(sys, "argv", ["dynadiff-generate", "stage=generate", "preset=tiny", "progress=false",
-                                      "generate.num_samples=2", "generate.ddim_steps=3"])
+                                      "generate.num_samples=2", "generator.sample.ddim_steps=3"])
     cli()
     assert "generated 2 experts" in capsys.readouterr().out
     gen = sorted((tmp_path / "runs" / "dynadiff").glob("lambda_omega-tiny/*/expert_*"))
@@ -112,7 +134,41 @@ def test_demo_tiny_end_to_end(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["dynadiff", "demo", "preset=tiny", "progress=false", "threads=1"])
     cli()
     out = capsys.readouterr().out
-    assert "0 environments simulated" in out and "0 experts trained" in out and "VAE:" not in out
+    assert "0 environments simulated" in out and "experts trained" not in out and "DiT + prompter trained" not in out
+    assert not re.search(r"relative MSE \S+ \(\d+ s\)", out)  # the VAE was not retrained either
+    # the Python API with defaults builds exactly the model the command line built
+    cfg = compose("dynadiff", ["preset=tiny"])
+    run = Run(cfg, ArtifactLayout.from_config(cfg))
+    from dynadiff.data.dataset import Dataset
+
+    data = Dataset(run.layout.data_dir)
+    assert model_config(run, data, ZooArchive(run.layout.archive)) == model.config
+
+
+def test_cli_and_python_api_compose_the_same_config(tmp_path, monkeypatch):
+    import dynadiff.cli.pipeline as pipeline
+
+    seen = {}
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(pipeline, "run_pipeline", lambda run, stage: seen.update(cfg=run.cfg, stage=stage))
+    monkeypatch.setattr(sys, "argv", ["dynadiff", "vae"])
+    pipeline.cli()
+    assert seen["stage"] == "vae" and seen["cfg"] == compose("dynadiff", ["stage=vae"])
+    assert seen["cfg"]["generator"]["dit"]["diffusion"]["prediction"] == "x0"  # one source of defaults
+
+
+def test_unknown_override_keys_and_stages_are_refused(tmp_path, monkeypatch, capsys):
+    import dynadiff.cli.pipeline as pipeline
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["dynadiff", "generator.vae.stepz=3"])
+    with pytest.raises(SystemExit):
+        pipeline.cli()
+    assert "Key 'stepz' is not in struct" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "argv", ["dynadiff", "stage=evalute"])
+    with pytest.raises(SystemExit):
+        pipeline.cli()
+    assert "unknown stage 'evalute'" in capsys.readouterr().err
 
 
 def test_resolve_device():

@@ -8,39 +8,42 @@ import time
 import h5py
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 import weightgraph as wg
-from dynadiff.config import resolve_preset
-from dynadiff.data.generate import generate_dataset
+from dynadiff.data.dataset import Dataset
 from dynadiff.zoo.archive import ZooArchive, consolidate
 from dynadiff.zoo.build import ZooBuilder
 from dynadiff.zoo.experts import advance
 from dynadiff.zoo.storage import is_complete, load_into
+from tests.dynadiff.util import tiny_config, tiny_dataset, tiny_layout
 
 CONFIGS = ir.files("dynadiff.configs")
 
 
-def resolved(preset="tiny", expert="fno", **zoo_over):
-    cfg = {"expert": resolve_preset(OmegaConf.load(CONFIGS / "expert" / f"{expert}.yaml"), preset),
-           "zoo": resolve_preset(OmegaConf.load(CONFIGS / "zoo" / "default.yaml"), preset),
-           "baselines": resolve_preset(OmegaConf.load(CONFIGS / "baselines" / "default.yaml"), preset)}
+def resolved(expert="fno", **zoo_over):
+    cfg = tiny_config(f"expert={expert}", name="zoo")
     cfg["zoo"].update(zoo_over)
     return cfg
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("data") / "lo"
-    sys_cfg = resolve_preset(OmegaConf.load(CONFIGS / "system" / "lambda_omega.yaml"), "tiny")
-    generate_dataset(sys_cfg, out, "tiny", progress=False)
-    return out
+    layout = tiny_layout(tmp_path_factory.mktemp("data"))
+    tiny_dataset(layout)
+    return layout.data_dir
+
+
+def builder(cfg, data_dir, root):
+    return ZooBuilder(cfg, Dataset(data_dir), tiny_layout(root), progress=False)
+
+
+def expert_dirs(b):
+    return [b.layout.expert(e, s) for e, s in b.expert_jobs()]
 
 
 @pytest.fixture(scope="module")
 def zoo(data_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("zoo")
-    b = ZooBuilder(resolved(), data_dir, root, progress=False)
+    b = builder(resolved(), data_dir, tmp_path_factory.mktemp("zoo"))
     summary = b.experts()
     return b, summary
 
@@ -50,7 +53,7 @@ def test_tiny_zoo_builds_every_expert(zoo):
     assert summary["trained"] == 2 * 2 and summary["skipped"] == 0
     for e in b.manifest.seen:
         for s in range(2):
-            cfg = json.loads((b.zl.expert(e, s) / "config.json").read_text())
+            cfg = json.loads((b.layout.expert(e, s) / "config.json").read_text())
             assert cfg["env_index"] == e and cfg["seed"] == s and cfg["init"] == "base"
             assert set(cfg["metrics"]) >= {"val_loss", "test_loss", "train_seconds"}
     assert b.experts()["skipped"] == 4  # idempotent
@@ -60,8 +63,8 @@ def test_experts_start_from_the_base_and_differ(zoo):
     b, _ = zoo
     base = b.base().state_dict()
     e = b.manifest.seen[0]
-    a = load_into(b.new_expert(), b.zl.expert(e, 0)).state_dict()
-    c = load_into(b.new_expert(), b.zl.expert(e, 1)).state_dict()
+    a = load_into(b.new_expert(), b.layout.expert(e, 0)).state_dict()
+    c = load_into(b.new_expert(), b.layout.expert(e, 1)).state_dict()
     key = "fno_blocks.convs.1.weight.tensor"
     assert not torch.equal(a[key], c[key])
     # fine-tuning moves weights a little: experts stay closer to the base than to a fresh init
@@ -71,7 +74,7 @@ def test_experts_start_from_the_base_and_differ(zoo):
 
 def test_consolidated_archive_round_trips_to_the_same_predictions(zoo):
     b, _ = zoo
-    path = consolidate(b.zl.root)
+    path = consolidate(expert_dirs(b), b.layout.archive)
     arch = ZooArchive(path)
     assert len(arch) == 4
     with h5py.File(path) as f:
@@ -79,7 +82,7 @@ def test_consolidated_archive_round_trips_to_the_same_predictions(zoo):
     x = torch.randn(3, 2, 16, 16)
     for i in range(len(arch)):
         e, s = int(arch.env_index[i]), int(arch.seed[i])
-        direct = load_into(b.new_expert(), b.zl.expert(e, s)).eval()
+        direct = load_into(b.new_expert(), b.layout.expert(e, s)).eval()
         via_graph = arch.expert(i)
         with torch.no_grad():
             assert torch.equal(advance(via_graph, x, True), advance(direct, x, True))
@@ -88,15 +91,15 @@ def test_consolidated_archive_round_trips_to_the_same_predictions(zoo):
 
 
 def test_scratch_init_ablation(data_dir, tmp_path):
-    b = ZooBuilder(resolved(init="scratch", n_experts=1), data_dir, tmp_path, progress=False)
+    b = builder(resolved(init="scratch", n_experts=1), data_dir, tmp_path)
     b.experts()
-    assert not (tmp_path / "base").exists()
-    cfg = json.loads((b.zl.expert(b.manifest.seen[0], 0) / "config.json").read_text())
+    assert not b.layout.base.exists()
+    cfg = json.loads((b.layout.expert(b.manifest.seen[0], 0) / "config.json").read_text())
     assert cfg["init"] == "scratch"
 
 
 def test_bad_perturb_layer_is_named(data_dir, tmp_path):
-    b = ZooBuilder(resolved(perturb={"layer": "no.such.layer", "scale": 0.1}), data_dir, tmp_path, progress=False)
+    b = builder(resolved(perturb={"layer": "no.such.layer", "scale": 0.1}), data_dir, tmp_path)
     with pytest.raises(ValueError, match="no.such.layer"):
         b.experts()
 
@@ -106,7 +109,7 @@ def _build(data_dir, root):
     cfg = resolved()
     cfg["zoo"]["finetune"]["steps"] = 60  # slow enough to be killed mid-run
     cfg["zoo"]["n_experts"] = 3
-    ZooBuilder(cfg, data_dir, root, progress=False).experts()
+    builder(cfg, data_dir, root).experts()
 
 
 def test_killed_zoo_build_resumes_without_duplicates_or_corruption(data_dir, tmp_path):
@@ -114,17 +117,17 @@ def test_killed_zoo_build_resumes_without_duplicates_or_corruption(data_dir, tmp
     proc = mp.get_context("spawn").Process(target=_build, args=(data_dir, root))
     proc.start()
     deadline = time.time() + 120
-    while time.time() < deadline and len(list(root.glob("experts/env_*/seed_*"))) < 2:
+    while time.time() < deadline and len(list(root.glob("zoo/**/experts/env_*/seed_*"))) < 2:
         time.sleep(0.01)
     proc.kill()
     proc.join()
-    finished = [p for p in root.glob("experts/env_*/seed_*") if ".tmp-" not in p.name]
+    finished = [p for p in root.glob("zoo/**/experts/env_*/seed_*") if ".tmp-" not in p.name]
     assert 1 <= len(finished) < 6
     _build(data_dir, root)  # the re-run
-    experts = sorted(p for p in root.glob("experts/env_*/seed_*"))
+    experts = sorted(p for p in root.glob("zoo/**/experts/env_*/seed_*"))
     assert [p.name for p in experts].count("seed_000") == 2 and len(experts) == 6
     assert not [p for p in experts if ".tmp-" in p.name]  # the killed run's temporary directory is gone
-    template = ZooBuilder(resolved(), data_dir, root, progress=False).new_expert()
-    keys = set(template.state_dict()) - {"_metadata"}
+    b = builder(resolved(), data_dir, root)
+    keys = set(b.new_expert().state_dict()) - {"_metadata"}
     assert all(is_complete(p, keys) for p in experts)
-    assert len(ZooArchive(consolidate(root))) == 6
+    assert len(ZooArchive(consolidate(experts, root / "zoo.h5"))) == 6

@@ -6,7 +6,7 @@ import sys
 import pytest
 from hydra import compose, initialize_config_module
 
-from dynadiff.cli.zoo import zoo_config
+from dynadiff.config import to_plain
 
 SYSTEMS = ["lambda_omega", "navier_stokes", "kolmogorov", "cylinder", "lotka_volterra"]
 
@@ -17,7 +17,7 @@ def test_zoo_configs_compose(preset, expert):
     for system in SYSTEMS:
         with initialize_config_module("dynadiff.configs", version_base="1.3"):
             cfg = compose("zoo", overrides=[f"system={system}", f"preset={preset}", f"expert={expert}"])
-        r = zoo_config(cfg)
+        r = to_plain(cfg)
         assert r["expert"]["arch"] == expert and r["zoo"]["n_experts"] >= 1
         assert r["system"]["eval"]["horizon"] in (50, 100)
         assert {"one_per_env", "one_for_all"} <= set(r["baselines"])

@@ -1,4 +1,7 @@
-"""Simulate every environment of a system and store it: idempotent, atomic, resumable, shardable."""
+"""Simulate every environment of a system and store it: idempotent, atomic, resumable, shardable.
+
+(Weight generation for new environments is :mod:`dynadiff.generate`; this module makes the data.)
+"""
 
 from __future__ import annotations
 
@@ -24,11 +27,7 @@ def build_system(sim_cfg: Mapping[str, Any]) -> System:
     return SYSTEMS[name](**cfg)
 
 
-def dataset_dir(data_root: str | Path, system: str, preset: str) -> Path:
-    return Path(data_root) / system / preset
-
-
-def generate_dataset(system_cfg: Mapping[str, Any], out_dir: str | Path, preset: str, seed: int = 0,
+def simulate_dataset(system_cfg: Mapping[str, Any], out_dir: str | Path, preset: str, seed: int = 0,
                      shard: tuple[int, int] = (0, 1), progress: bool = True) -> dict[str, Any]:
     """Simulate and write the environments of one system config (``shard = (i, n)``: every n-th from i).
 
@@ -82,28 +81,29 @@ def plot_environments(root: str | Path, path: str | Path, n_envs: int = 4, chann
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .dataset import load_trajectories
+    from .dataset import Dataset
 
-    m = Manifest.load(root)
+    data = Dataset(root)
+    m = data.manifest
     picks = np.unique(np.linspace(0, len(m.environments) - 1, min(n_envs, len(m.environments))).round().astype(int))
-    first = load_trajectories(root, int(picks[0]), "train")
+    first = data.trajectories(int(picks[0]), "train")
     n_time = first.shape[1]
     cols = sorted({0, n_time // 3, 2 * n_time // 3, n_time - 1})
     ode = first.dim() == 3
     fig, axes = plt.subplots(len(picks), 1 if ode else len(cols), figsize=(2.6 * (1 if ode else len(cols)) + (3 if ode else 0),
                                                                           2.3 * len(picks)), squeeze=False)
     for r, e in enumerate(picks):
-        data = load_trajectories(root, int(e), "train")[traj].numpy()
+        frames = data.trajectories(int(e), "train")[traj].numpy()
         label = ", ".join(f"{k}={v:.3g}" for k, v in m.environments[e].items()) + f" ({m.split_of(int(e))})"
         if ode:
             ax = axes[r, 0]
-            ax.plot(data[:, 0], data[:, 1])
+            ax.plot(frames[:, 0], frames[:, 1])
             ax.set_title(label, fontsize=8)
             continue
-        lim = np.abs(data[:, channel]).max()
+        lim = np.abs(frames[:, channel]).max()
         for c, t in enumerate(cols):
             ax = axes[r, c]
-            ax.imshow(data[t, channel], origin="lower", cmap="RdBu_r", vmin=-lim, vmax=lim)
+            ax.imshow(frames[t, channel], origin="lower", cmap="RdBu_r", vmin=-lim, vmax=lim)
             ax.set_xticks([]), ax.set_yticks([])
             if r == 0:
                 ax.set_title(f"frame {t}", fontsize=8)

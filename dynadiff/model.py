@@ -1,0 +1,130 @@
+"""The DynaDiff model's configuration and the one place its networks are built.
+
+:class:`DynaDiffConfig` holds every init argument of the VAE, the DiT, the prompter, the diffusion
+process and the expert architecture. It is made from the composed Hydra config and the zoo it is
+trained on (:meth:`DynaDiffConfig.from_config`), saved inside ``dynadiff.pt``, and turned into
+networks by :func:`build_vae` / :func:`build_generator`, which training, the CLI and
+:meth:`dynadiff.generate.DynaDiff.load` all use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+from .diffusion import GaussianDiffusion
+from .nn.dit import DIT_PRESETS, LatentDiT
+from .nn.prompter import DynamicsPrompter
+from .nn.vae import VAE_PRESETS, WeightVAE
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """:class:`~dynadiff.nn.vae.WeightVAE` sizes: width ``D``, latent ``h``, heads, blocks ``K``."""
+
+    internal_dim: int
+    latent_dim: int
+    num_heads: int
+    num_layers: int
+    positions: bool = True
+
+
+@dataclass(frozen=True)
+class DiTConfig:
+    """:class:`~dynadiff.nn.dit.LatentDiT` sizes and its prompt dropout (classifier-free guidance)."""
+
+    hidden: int
+    depth: int
+    heads: int
+    prompt_dropout: float
+    mlp_ratio: float = 4.0
+    positions: bool = True
+
+
+@dataclass(frozen=True)
+class PrompterConfig:
+    """:class:`~dynadiff.nn.prompter.DynamicsPrompter`: GRU width, Fourier modes, the propagator
+    statistic, and the auxiliary head's size (``num_env_params``, 0: none)."""
+
+    hidden: int
+    modes: int
+    propagator: bool
+    num_env_params: int
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    num_steps: int
+    schedule: str
+    prediction: str
+
+
+@dataclass(frozen=True)
+class DynaDiffConfig:
+    """Everything needed to rebuild a DynaDiff model before loading its weights.
+
+    Args:
+        node_types: ``[(key, N_t, D_t), ...]``: the expert's weight-graph node types.
+        frame_shape: ``(C, H, W)`` (fields) or ``(D,)`` (ODE states) of one observed frame.
+        expert: the expert architecture config (``dynadiff/configs/expert``); ``channels``, ``residual``:
+            its data channels and whether it predicts increments.
+        env_params: names of the environment parameters.
+        vae, dit, prompter, diffusion: the networks' init arguments.
+        system: the system name (informational).
+    """
+
+    node_types: tuple[tuple[str, int, int], ...]
+    frame_shape: tuple[int, ...]
+    expert: dict
+    channels: int
+    residual: bool
+    env_params: tuple[str, ...]
+    vae: VAEConfig
+    dit: DiTConfig
+    prompter: PrompterConfig
+    diffusion: DiffusionConfig
+    system: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, generator: Mapping[str, Any], *, node_types, frame_shape, expert: Mapping[str, Any],
+                    channels: int, residual: bool, env_params, system: str = "") -> DynaDiffConfig:
+        """From the ``generator`` section of the composed config and what the zoo and data fix."""
+        v, d = generator["vae"], generator["dit"]
+        pc = d["prompter"]
+        return cls(
+            node_types=tuple((str(k), int(n), int(w)) for k, n, w in node_types),
+            frame_shape=tuple(int(s) for s in frame_shape), expert=dict(expert), channels=int(channels),
+            residual=bool(residual), env_params=tuple(env_params), system=system,
+            vae=VAEConfig(**{**VAE_PRESETS[v["size"]], **v["model"]}),
+            dit=DiTConfig(**{**DIT_PRESETS[d["size"]], **d["model"]}, prompt_dropout=d["prompt_dropout"]),
+            prompter=PrompterConfig(pc["hidden"], pc["modes"], pc["propagator"],
+                                    len(env_params) if d["aux_weight"] > 0 else 0),
+            diffusion=DiffusionConfig(**d["diffusion"]))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain containers only (saved in ``dynadiff.pt``, read back with ``weights_only=True``)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DynaDiffConfig:
+        return cls(node_types=tuple(tuple(t) for t in d["node_types"]), frame_shape=tuple(d["frame_shape"]),
+                   expert=dict(d["expert"]), channels=d["channels"], residual=d["residual"],
+                   env_params=tuple(d["env_params"]), vae=VAEConfig(**d["vae"]), dit=DiTConfig(**d["dit"]),
+                   prompter=PrompterConfig(**d["prompter"]), diffusion=DiffusionConfig(**d["diffusion"]),
+                   system=d.get("system", ""), extra=dict(d.get("extra", {})))
+
+
+def build_vae(cfg: DynaDiffConfig) -> WeightVAE:
+    """The weight VAE (freshly initialised)."""
+    return WeightVAE(list(cfg.node_types), **asdict(cfg.vae))
+
+
+def build_generator(cfg: DynaDiffConfig) -> tuple[LatentDiT, DynamicsPrompter, GaussianDiffusion]:
+    """DiT, prompter and diffusion process (freshly initialised; the prompter first, as trained)."""
+    p = cfg.prompter
+    prompter = DynamicsPrompter(cfg.frame_shape, hidden=p.hidden, modes=p.modes, num_env_params=p.num_env_params,
+                                propagator=p.propagator)
+    counts = [n for _, n, _ in cfg.node_types]
+    dit = LatentDiT(counts, cfg.vae.latent_dim, prompter.prompt_dim, **asdict(cfg.dit))
+    return dit, prompter, GaussianDiffusion(**asdict(cfg.diffusion))

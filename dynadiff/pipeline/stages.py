@@ -1,0 +1,286 @@
+"""The pipeline's stages: simulate -> zoo -> vae -> generator -> evaluate (and generate).
+
+Each stage is a function of a :class:`Run` (the composed config, the artifact layout, the device)
+and of what the previous stages produced. One cache rule decides whether a stage is done: its
+artifact exists, its record (``<artifact>.stage.json``) holds the key of the current config *and of
+the digests of the inputs it consumed*, and the artifact's bytes still have the recorded SHA-256.
+A changed input therefore re-runs everything downstream of it (resume checkpoints included, whose
+key carries the same input digests), and a corrupted artifact is rebuilt instead of reused.
+Within a stage, finished pieces (data files, experts) are reused by the same rule per piece.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from weightgraph.normalize import Normalizer
+
+from ..data.dataset import Dataset
+from ..data.simulate import simulate_dataset
+from ..data.windows import ObservationBank
+from ..eval.diagnostics import prompt_env_mae
+from ..eval.figures import save_figures
+from ..eval.harness import evaluate as run_harness
+from ..eval.harness import markdown_table, save_results, summary_lines
+from ..generate import DynaDiff
+from ..io import digest, file_digest, load_torch, read_json, save_torch, write_json
+from ..layout import ArtifactLayout
+from ..model import DynaDiffConfig, build_vae
+from ..training.generator import train_generator
+from ..training.vae import probe_inputs, train_vae
+from ..zoo.archive import ZooArchive, consolidate
+from ..zoo.build import ZooBuilder
+from ..zoo.storage import save_checkpoint
+
+STAGES = ("demo", "simulate", "zoo", "vae", "dit", "evaluate", "generate")
+
+
+@dataclass
+class Run:
+    """What every stage gets: the composed config (plain containers), where artifacts go, the device,
+    whether to show progress bars, and the directory of this run's results."""
+
+    cfg: dict[str, Any]
+    layout: ArtifactLayout
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    progress: bool = True
+    run_dir: Path = Path(".")
+
+
+# ---------------------------------------------------------------------- the cache rule
+def _record(artifact: Path) -> Path:
+    return artifact.with_name(artifact.name + ".stage.json")
+
+
+def is_done(artifact: Path, key: str) -> bool:
+    """The artifact exists, was made under ``key`` and its bytes are the recorded ones."""
+    rec = read_json(_record(artifact))
+    return (artifact.is_file() and rec is not None and rec.get("key") == key
+            and rec.get("sha256") == file_digest(artifact))
+
+
+def mark_done(artifact: Path, stage: str, key: str, inputs: dict[str, Any]) -> str:
+    """Record that ``artifact`` was made by ``stage`` under ``key``; returns its SHA-256 (what the
+    stages downstream put in their keys)."""
+    sha = file_digest(artifact)
+    write_json(_record(artifact), {"stage": stage, "key": key, "sha256": sha, "inputs": inputs})
+    return sha
+
+
+def artifact_digest(artifact: Path) -> str:
+    return read_json(_record(artifact))["sha256"]
+
+
+# ---------------------------------------------------------------------- stages
+def simulate(run: Run, seed: int, shard: tuple[int, int] = (0, 1)) -> dict[str, Any]:
+    """Simulate every environment (files already valid for the same config and seed are reused)."""
+    s = simulate_dataset(run.cfg["system"], run.layout.data_dir, run.cfg["preset"], seed=seed, shard=shard,
+                         progress=run.progress)
+    print(f"data: {s['written']} environments simulated, {s['skipped']} reused ({s['seconds']:.1f} s)")
+    return s
+
+
+def zoo_builder(run: Run, data: Dataset) -> ZooBuilder:
+    check_compatible(run.layout.zoo_dir, run.cfg)
+    return ZooBuilder(run.cfg, data, run.layout, progress=run.progress, device=run.device)
+
+
+def zoo(run: Run, data: Dataset, references: list[str]) -> tuple[ZooArchive, ZooBuilder]:
+    """Base, experts and the references that are trained (``one_per_env``, ``one_for_all``), then the
+    consolidated archive ``zoo.h5``."""
+    builder = zoo_builder(run, data)
+    trained_refs = sorted(set(references) & {"one_per_env", "one_for_all"})
+    key = digest({"experts": builder.keys["expert"], "n_experts": run.cfg["zoo"]["n_experts"],
+                  "references": {r: builder.keys[r] for r in trained_refs}})
+    if not is_done(run.layout.archive, key):
+        builder.base()
+        e = builder.experts()
+        print(f"zoo: {e['trained']} experts trained, {e['skipped']} reused ({e['experts_per_min']:.1f} experts/min)")
+        if "one_per_env" in trained_refs:
+            builder.one_per_env()
+        if "one_for_all" in trained_refs:
+            builder.one_for_all()
+        consolidate_zoo(run, builder, key)
+    return ZooArchive(run.layout.archive), builder
+
+
+def consolidate_zoo(run: Run, builder: ZooBuilder, key: str | None = None) -> Path:
+    dirs = [run.layout.expert(e, s) for e, s in builder.expert_jobs()]
+    path = consolidate(dirs, run.layout.archive)
+    mark_done(path, "zoo", key or digest({"experts": builder.keys["expert"], "n": len(dirs)}),
+              {"data": builder.data.fingerprint(), "experts": builder.keys["expert"]})
+    return path
+
+
+def model_config(run: Run, data: Dataset, archive: ZooArchive) -> DynaDiffConfig:
+    """The generator's architecture from the config and what the zoo and the data fix."""
+    return DynaDiffConfig.from_config(
+        run.cfg["generator"], node_types=[(nt.key, nt.num_nodes, nt.width) for nt in archive.layout.node_types],
+        frame_shape=data.frame_shape, expert=archive.expert_cfg, channels=archive.channels,
+        residual=archive.residual, env_params=archive.param_names, system=run.cfg["system"]["name"])
+
+
+def vae(run: Run, data: Dataset, archive: ZooArchive) -> dict[str, Any]:
+    """Train the weight VAE on the zoo (``vae.pt``: weights, feature normaliser, metrics)."""
+    vcfg = run.cfg["generator"]["vae"]
+    inputs = {"zoo": artifact_digest(archive.path), "data": data.fingerprint()}
+    key = digest({"vae": vcfg, **inputs})
+    path = run.layout.vae
+    if is_done(path, key):
+        return load_torch(path)
+    probes = probe_inputs(archive, data, vcfg["probe_frames"], seed=vcfg["seed"])
+    net, normalizer, metrics = train_vae(archive, probes, model_config(run, data, archive), vcfg,
+                                         run.layout.model_dir, run.progress, run.device, key=key)
+    print(f"VAE: weight-space MSE {metrics['weight_mse']:.3e}, function-space relative MSE "
+          f"{metrics['function_rel_mse']:.3e} ({metrics['train_seconds']:.0f} s)")
+    bundle = {"model": net.state_dict(), "normalizer": normalizer.state_dict(), "metrics": metrics}
+    save_torch(path, bundle)
+    mark_done(path, "vae", key, inputs)
+    return bundle
+
+
+def generator(run: Run, data: Dataset, archive: ZooArchive) -> DynaDiff:
+    """Train DiT + prompter on the VAE's latents of the zoo (``dynadiff.pt``)."""
+    gcfg = run.cfg["generator"]
+    symmetry = list(run.cfg["system"]["translation_symmetry"])
+    inputs = {"vae": artifact_digest(run.layout.vae), "zoo": artifact_digest(archive.path), "data": data.fingerprint()}
+    key = digest({"dit": gcfg["dit"], "obs_len": gcfg["obs_len"], "symmetry": symmetry, **inputs})
+    path = run.layout.model
+    if is_done(path, key):
+        return DynaDiff.load(path)
+    config = model_config(run, data, archive)
+    bundle = load_torch(run.layout.vae)
+    vae_net = build_vae(config)
+    vae_net.load_state_dict(bundle["model"])
+    vae_net.eval()
+    normalizer = Normalizer.from_state_dict(archive.layout, bundle["normalizer"])
+    feats_n = {k: v.float() for k, v in normalizer.transform(archive.features).items()}
+    bank = ObservationBank(data, sorted(set(archive.env_index.tolist())), gcfg["obs_len"], symmetry=symmetry)
+    trained = train_generator(archive, vae_net, feats_n, bank, config, gcfg["dit"], run.layout.model_dir,
+                              run.progress, run.device, key=key)
+    model = DynaDiff(config)
+    for part, net in (("vae", vae_net), ("dit", trained["dit"]), ("prompter", trained["prompter"])):
+        getattr(model, part).load_state_dict(net.state_dict())
+    model.normalizer = normalizer
+    field_mean, field_std = data.stats
+    for name, value in (("field_mean", field_mean), ("field_std", field_std), ("latent_mean", trained["latent_mean"]),
+                        ("latent_std", trained["latent_std"]), ("param_mean", trained["param_mean"]),
+                        ("param_std", trained["param_std"])):
+        getattr(model, name).copy_(value)
+    model.meta = {"key": key, "train_seconds": trained["train_seconds"], "vae_metrics": bundle["metrics"]}
+    model.save(path)
+    mark_done(path, "generator", key, inputs)
+    print(f"DiT + prompter trained in {trained['train_seconds']:.0f} s -> {path}")
+    return model.eval()
+
+
+def evaluate(run: Run, data: Dataset, model: DynaDiff, builder: ZooBuilder, references: list[str],
+             timings: dict[str, float] | None = None) -> dict[str, Any]:
+    """DynaDiff and the references through the harness; ``results.json``/``results.md`` and figures in
+    the run directory (written once)."""
+    sample, ecfg = run.cfg["generator"]["sample"], run.cfg["eval"]
+    model = model.to(run.device)
+    methods = {"dynadiff": model.method(sample["ddim_steps"], sample["seed"], sample["guidance"]),
+               **builder.methods(tuple(references))}
+    t = time.perf_counter()
+    results = run_harness(methods, data, horizon=int(run.cfg["system"]["eval"]["horizon"]),
+                          obs_len=int(ecfg["obs_len"]), max_traj=ecfg["max_traj"], progress=run.progress)
+    results["ddim_steps"] = sample["ddim_steps"]
+    results["vae"] = model.meta.get("vae_metrics")
+    results["prompt_env_mae"] = prompt_env_mae(model, data, int(ecfg["obs_len"]))
+    results["timing"]["stages_s"] = {**(timings or {}), "evaluate": time.perf_counter() - t}
+    save_results(results, run.run_dir)
+    save_figures(results, methods, data, run.run_dir)
+    print(markdown_table(results))
+    print("\n".join(summary_lines(results)))
+    return results
+
+
+def generate(run: Run, data: Dataset, model: DynaDiff) -> list[str]:
+    """Experts for environment ``generate.env`` from the first L frames of its test trajectory, saved as
+    checkpoints in the run directory."""
+    m, sample = data.manifest, run.cfg["generator"]["sample"]
+    env = run.cfg["generate"]["env"]
+    env = env if env is not None else (m.unseen or m.seen)[0]
+    obs = data.observations(env, length=run.cfg["eval"]["obs_len"])
+    n = run.cfg["generate"]["num_samples"]
+    t = time.perf_counter()
+    experts = model.to(run.device).generate(obs, num_samples=n, steps=sample["ddim_steps"], seed=sample["seed"],
+                                            guidance=sample["guidance"])
+    seconds = time.perf_counter() - t
+    meta = {"kind": "generated", "env_index": env, "env": m.environments[env], "expert": model.expert_cfg,
+            "channels": model.channels, "residual": model.residual, **sample}
+    paths = [str(save_checkpoint(run.run_dir / f"expert_{i:03d}", e, meta)) for i, e in enumerate(experts)]
+    print(f"generated {len(experts)} experts for environment {env} {m.environments[env]} in {seconds:.2f} s "
+          f"({seconds / len(experts):.3f} s per expert) -> {run.run_dir}")
+    return paths
+
+
+# ---------------------------------------------------------------------- checks
+def check_compatible(root: Path, cfg: dict[str, Any]) -> None:
+    """A zoo directory holds one configuration: refuse to mix experts of different settings."""
+    path = root / "zoo_config.json"
+    current = {"expert": cfg["expert"], "zoo": cfg["zoo"]}
+    stored = read_json(path)
+    if stored is None:
+        write_json(path, current)
+    elif stored != json.loads(json.dumps(current)):
+        raise ValueError(f"{root} was built with another expert/zoo configuration; choose another name=... "
+                         f"or delete it.\n stored:  {stored}\n current: {current}")
+
+
+# ---------------------------------------------------------------------- the main job
+def run_pipeline(run: Run, stage: str = "demo") -> dict[str, Any]:
+    """``demo``: every stage, reusing what is done; ``vae``/``dit``: up to that stage on existing data and
+    zoo; ``evaluate``/``generate``: with the trained model."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; choose from {list(STAGES)}")
+    timings: dict[str, float] = {}
+    lap = _stopwatch(timings)
+    if stage in ("demo", "simulate"):
+        simulate(run, seed=run.cfg["data_seed"])
+    lap("simulate")
+    data = Dataset(run.layout.data_dir)
+    if stage == "simulate":
+        return {"data": str(run.layout.data_dir)}
+    references = list(run.cfg["baselines_in_demo"])
+    if stage in ("demo", "zoo"):
+        archive, builder = zoo(run, data, references)
+    else:
+        archive, builder = ZooArchive(run.layout.archive), zoo_builder(run, data)
+    lap("zoo")
+    result: dict[str, Any] = {"model_dir": str(run.layout.model_dir)}
+    if stage == "zoo":
+        return result
+    if stage in ("demo", "vae", "dit"):
+        result["vae"] = vae(run, data, archive)["metrics"]
+        lap("vae")
+        if stage == "vae":
+            return result
+        model = generator(run, data, archive)
+        lap("dit")
+        if stage == "dit":
+            return result
+    model = DynaDiff.load(run.layout.model)
+    if stage == "generate":
+        result["experts"] = generate(run, data, model)
+        return result
+    evaluate(run, data, model, builder, references, timings)
+    result["results"] = str(run.run_dir / "results.json")
+    return result
+
+
+def _stopwatch(timings: dict[str, float]) -> Callable[[str], None]:
+    t0 = [time.perf_counter()]
+
+    def lap(name: str) -> None:
+        timings[name] = time.perf_counter() - t0[0]
+        t0[0] = time.perf_counter()
+
+    return lap
