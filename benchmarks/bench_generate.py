@@ -16,20 +16,21 @@ import statistics
 import time
 
 import torch
-from dynadiff.data.generate import dataset_dir
-from hydra import compose, initialize_config_module
 
-from dynadiff.cli.pipeline import GROUPS, model_dir
-from dynadiff.cli.zoo import zoo_dir
-from dynadiff.config import resolve_preset
-from dynadiff.data.dataset import normalise, observations
+from dynadiff.config import compose
+from dynadiff.data.dataset import Dataset
 from dynadiff.generate import DynaDiff
+from dynadiff.layout import ArtifactLayout
 from dynadiff.zoo.build import ZooBuilder
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("overrides", nargs="*", help="Hydra overrides of the dynadiff config (system=, preset=, ...)")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        help="Hydra overrides of the dynadiff config (system=, preset=, ...)",
+    )
     p.add_argument("--steps", type=int, nargs="+", default=[10, 25, 50])
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
@@ -57,14 +58,20 @@ def main() -> None:
     t = time.perf_counter()
     builder.train(net, [env], ft, seed=0)
     finetune = time.perf_counter() - t
-    print(f"\nenvironment {env} {builder.manifest.environments[env]}, {torch.get_num_threads()} threads")
+    print(
+        f"\nenvironment {env} {builder.manifest.environments[env]}, {torch.get_num_threads()} threads"
+    )
     print(f"{'adaptation':<44} {'seconds':>9} {'x generation@50':>16}")
     ref = next((r["seconds"] for r in rows if r["ddim_steps"] == 50), rows[-1]["seconds"])
     for r in rows:
-        print(f"{'DynaDiff generate, ' + str(r['ddim_steps']) + ' DDIM steps':<44} {r['seconds']:>9.3f} "
-              f"{r['seconds'] / ref:>16.2f}")
-    print(f"{'fine-tune the base (' + str(ft['steps']) + ' steps x ' + str(ft['batch_size']) + ')':<44} "
-          f"{finetune:>9.3f} {finetune / ref:>16.1f}")
+        print(
+            f"{'DynaDiff generate, ' + str(r['ddim_steps']) + ' DDIM steps':<44} {r['seconds']:>9.3f} "
+            f"{r['seconds'] / ref:>16.2f}"
+        )
+    print(
+        f"{'fine-tune the base (' + str(ft['steps']) + ' steps x ' + str(ft['batch_size']) + ')':<44} "
+        f"{finetune:>9.3f} {finetune / ref:>16.1f}"
+    )
     print(json.dumps({"generate": rows, "finetune_s": finetune, "env": env}))
 
 

@@ -22,9 +22,15 @@ from dynadiff.nn.prompter import DynamicsPrompter
 from dynadiff.nn.vae import VAE_PRESETS, WeightVAE, kl_divergence, reconstruction_error
 
 # (node type, nodes, feature width) of FNO(n_modes=(12, 6), hidden 64, in/out 2, 4 layers), weightgraph layout
-PAPER_FNO = ([("lifting_fcs_0", 128, 5), ("lifting_fcs_1", 64, 129)]
-             + [t for i in range(4) for t in ((f"convs_{i}", 64, 6209), (f"mlp_{i}_0", 32, 65), (f"mlp_{i}_1", 64, 34))]
-             + [("projection_fcs_0", 128, 65), ("projection_fcs_1", 2, 129)])
+PAPER_FNO = (
+    [("lifting_fcs_0", 128, 5), ("lifting_fcs_1", 64, 129)]
+    + [
+        t
+        for i in range(4)
+        for t in ((f"convs_{i}", 64, 6209), (f"mlp_{i}_0", 32, 65), (f"mlp_{i}_1", 64, 34))
+    ]
+    + [("projection_fcs_0", 128, 65), ("projection_fcs_1", 2, 129)]
+)
 
 
 def timed(fn, device, repeat: int) -> float:
@@ -78,7 +84,9 @@ def main() -> None:
     @torch.no_grad()
     def generate_one():
         prompt = prompter(obs[:1])
-        zs = diffusion.ddim_sample(dit, (1, vae.num_nodes, vae.latent_dim), steps=a.ddim_steps, device=dev, prompt=prompt)
+        zs = diffusion.ddim_sample(
+            dit, (1, vae.num_nodes, vae.latent_dim), steps=a.ddim_steps, device=dev, prompt=prompt
+        )
         vae.decode(zs)
 
     if dev.type == "cuda":
@@ -89,15 +97,34 @@ def main() -> None:
     mem = torch.cuda.max_memory_allocated() / 2**30 if dev.type == "cuda" else float("nan")
     n_vae = sum(p.numel() for p in vae.parameters()) / 1e6
     n_dit = sum(p.numel() for p in dit.parameters()) / 1e6
-    name = torch.cuda.get_device_name() if dev.type == "cuda" else f"CPU x {torch.get_num_threads()} threads"
-    print(f"{a.size} generator on {name}: VAE {n_vae:.1f}M params, DiT {n_dit:.1f}M params, "
-          f"{vae.num_nodes} nodes, batch {a.batch}")
+    name = (
+        torch.cuda.get_device_name()
+        if dev.type == "cuda"
+        else f"CPU x {torch.get_num_threads()} threads"
+    )
+    print(
+        f"{a.size} generator on {name}: VAE {n_vae:.1f}M params, DiT {n_dit:.1f}M params, "
+        f"{vae.num_nodes} nodes, batch {a.batch}"
+    )
     print(f"VAE train step   {t_vae * 1e3:9.1f} ms  ({a.batch / t_vae:8.1f} experts/s)")
     print(f"DiT train step   {t_dit * 1e3:9.1f} ms  ({a.batch / t_dit:8.1f} samples/s)")
     print(f"generate 1 expert {t_gen * 1e3:8.1f} ms  ({a.ddim_steps} DDIM steps, prompt + decode)")
     print(f"peak GPU memory  {mem:9.2f} GiB")
-    print(json.dumps({"size": a.size, "device": name, "vae_mparams": n_vae, "dit_mparams": n_dit, "batch": a.batch,
-                      "vae_step_s": t_vae, "dit_step_s": t_dit, "generate_s": t_gen, "peak_gib": mem}))
+    print(
+        json.dumps(
+            {
+                "size": a.size,
+                "device": name,
+                "vae_mparams": n_vae,
+                "dit_mparams": n_dit,
+                "batch": a.batch,
+                "vae_step_s": t_vae,
+                "dit_step_s": t_dit,
+                "generate_s": t_gen,
+                "peak_gib": mem,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

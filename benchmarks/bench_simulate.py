@@ -25,7 +25,12 @@ THROUGHPUT = [  # (system, simulator at 64x64 with no warm-up, environment, traj
     ("lambda_omega", LambdaOmega(size=64, t_transient=0.0, n_frames=40), {"beta": 1.2}, 4),
     ("navier_stokes", NavierStokes(size=64, n_frames=20), {"A": 0.2, "s": 0.3}, 4),
     ("kolmogorov", Kolmogorov(size=64, t_warmup=0.0, n_frames=20), {"Re": 150.0}, 4),
-    ("cylinder", CylinderFlow(nx=128, ny=64, warmup_steps=0, frame_every=25, n_frames=40), {"Re": 100.0, "r": 6.0}, 2),
+    (
+        "cylinder",
+        CylinderFlow(nx=128, ny=64, warmup_steps=0, frame_every=25, n_frames=40),
+        {"Re": 100.0, "r": 6.0},
+        2,
+    ),
     ("lotka_volterra", LotkaVolterra(), {"beta": 0.7, "delta": 0.8}, 100),
 ]
 
@@ -43,25 +48,43 @@ def main() -> None:
         out = sim.simulate(env, n, np.random.default_rng(0))
         sec = time.perf_counter() - t
         frames = out.fields.shape[0] * out.fields.shape[1]
-        rows.append({"system": name, "grid": "x".join(map(str, out.fields.shape[3:])) or f"D={out.fields.shape[-1]}",
-                     "frames": frames, "seconds": sec, "frames_per_s": frames / sec})
+        rows.append(
+            {
+                "system": name,
+                "grid": "x".join(map(str, out.fields.shape[3:])) or f"D={out.fields.shape[-1]}",
+                "frames": frames,
+                "seconds": sec,
+                "frames_per_s": frames / sec,
+            }
+        )
     small = []
     if not a.no_small:
         for name in a.systems:
             cfg = compose("simulate", [f"system={name}", "preset=small"])["system"]
             with tempfile.TemporaryDirectory() as tmp:
                 s = simulate_dataset(cfg, tmp, "small", progress=False)
-            small.append({"system": name, "environments": s["environments"], "seconds": s["seconds"],
-                          "MiB": s["bytes"] / 2**20,
-                          "trajectories": s["environments"] * (cfg["trajectories"]["n_train"] + cfg["trajectories"]["n_test"])})
+            small.append(
+                {
+                    "system": name,
+                    "environments": s["environments"],
+                    "seconds": s["seconds"],
+                    "MiB": s["bytes"] / 2**20,
+                    "trajectories": s["environments"]
+                    * (cfg["trajectories"]["n_train"] + cfg["trajectories"]["n_test"]),
+                }
+            )
             print(f"  small {name}: {s['seconds']:.1f} s", flush=True)
     print(f"\n{'system':<16} {'grid':>8} {'frames':>7} {'frames/s':>10}")
     for r in rows:
         print(f"{r['system']:<16} {r['grid']:>8} {r['frames']:>7} {r['frames_per_s']:>10.1f}")
     if small:
-        print(f"\n{'small preset':<16} {'envs':>5} {'trajs':>6} {'MiB':>8} {'wall s':>8}  (target <= 900 s)")
+        print(
+            f"\n{'small preset':<16} {'envs':>5} {'trajs':>6} {'MiB':>8} {'wall s':>8}  (target <= 900 s)"
+        )
         for r in small:
-            print(f"{r['system']:<16} {r['environments']:>5} {r['trajectories']:>6} {r['MiB']:>8.1f} {r['seconds']:>8.1f}")
+            print(
+                f"{r['system']:<16} {r['environments']:>5} {r['trajectories']:>6} {r['MiB']:>8.1f} {r['seconds']:>8.1f}"
+            )
     print(json.dumps({"throughput": rows, "small": small}))
 
 

@@ -48,7 +48,7 @@ def naive_graph(net: torch.nn.Module, layout: wg.GraphLayout) -> tuple[dict, dic
         feats[nt.key] = torch.stack(rows)
     for et, ei in layout.edges.items():  # one Python append per edge
         src, dst = [], []
-        for a, b in zip(ei[0].tolist(), ei[1].tolist()):
+        for a, b in zip(ei[0].tolist(), ei[1].tolist(), strict=True):
             src.append(a)
             dst.append(b)
         edges[et] = torch.tensor([src, dst])
@@ -66,7 +66,13 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     from neuralop.models import FNO
 
-    kw = dict(n_modes=(a.modes, a.modes), hidden_channels=a.hidden, in_channels=1, out_channels=1, n_layers=a.layers)
+    kw = dict(
+        n_modes=(a.modes, a.modes),
+        hidden_channels=a.hidden,
+        in_channels=1,
+        out_channels=1,
+        n_layers=a.layers,
+    )
     torch.manual_seed(0)
     net = FNO(**kw)
 
@@ -75,7 +81,11 @@ def main() -> None:
     first = time.perf_counter() - t
     layout = graph.layout
     n_scalars = layout.num_parameters
-    nbytes = sum(v.numel() * v.element_size() for v in net.state_dict().values() if isinstance(v, torch.Tensor))
+    nbytes = sum(
+        v.numel() * v.element_size()
+        for v in net.state_dict().values()
+        if isinstance(v, torch.Tensor)
+    )
 
     state = net.state_dict()
     t_from = median_time(lambda: layout.graph(state, check=False))
@@ -91,7 +101,9 @@ def main() -> None:
     states = []
     for s in range(a.checkpoints):
         torch.manual_seed(s)
-        states.append({k: v.clone() for k, v in FNO(**kw).state_dict().items() if isinstance(v, torch.Tensor)})
+        states.append(
+            {k: v.clone() for k, v in FNO(**kw).state_dict().items() if isinstance(v, torch.Tensor)}
+        )
     t = time.perf_counter()
     copies = [{k: v.clone() for k, v in sd.items()} for sd in states]
     t_many_floor = time.perf_counter() - t
@@ -112,27 +124,61 @@ def main() -> None:
         ("memory-copy floor: clone into fresh memory", t_fresh, t_fresh / f1, 1.0),
         ("from_module, first call (trace + compile)", first, first / f1, first / f2),
         ("from_module with compiled layout", t_from, t_from / f1, t_from / f2),
-        ("  ... with state-dict validation", t_from_checked, t_from_checked / f1, t_from_checked / f2),
+        (
+            "  ... with state-dict validation",
+            t_from_checked,
+            t_from_checked / f1,
+            t_from_checked / f2,
+        ),
         ("to_state_dict", t_to, t_to / f1, t_to / f2),
         ("round trip (layout graph + to_state_dict)", round_trip, round_trip / f1, round_trip / f2),
         ("naive per-node/per-edge Python, one checkpoint", t_naive, t_naive / f1, t_naive / f2),
-        (f"{a.checkpoints} checkpoints: floor (clone each, kept)", t_many_floor, t_many_floor / f1,
-         t_many_floor / f2),
+        (
+            f"{a.checkpoints} checkpoints: floor (clone each, kept)",
+            t_many_floor,
+            t_many_floor / f1,
+            t_many_floor / f2,
+        ),
         (f"{a.checkpoints} checkpoints, one graph each", t_many, t_many / f1, t_many / f2),
-        (f"{a.checkpoints} checkpoints, layout.stack -> (B, N_t, D_t)", t_stack, t_stack / f1, t_stack / f2),
+        (
+            f"{a.checkpoints} checkpoints, layout.stack -> (B, N_t, D_t)",
+            t_stack,
+            t_stack / f1,
+            t_stack / f2,
+        ),
     ]
-    print(f"neuraloperator FNO {kw}: {n_scalars:,} scalars in features ({nbytes / 2**20:.1f} MiB), "
-          f"{len(layout.node_types)} node types, captured with {layout.capture}, {torch.get_num_threads()} threads\n")
+    print(
+        f"neuraloperator FNO {kw}: {n_scalars:,} scalars in features ({nbytes / 2**20:.1f} MiB), "
+        f"{len(layout.node_types)} node types, captured with {layout.capture}, {torch.get_num_threads()} threads\n"
+    )
     w = max(len(r[0]) for r in rows)
     print(f"{'operation':<{w}}  {'time':>11}  {'x hot floor':>11}  {'x fresh floor':>13}")
     for name, sec, r1, r2 in rows:
         print(f"{name:<{w}}  {sec * 1e3:>8.2f} ms  {r1:>11.1f}  {r2:>13.1f}")
-    print(f"\nround trip = {round_trip / f1:.1f}x the hot floor, {round_trip / f2:.1f}x the fresh floor "
-          f"(target <= 20); {a.checkpoints} checkpoints in {t_many:.3f} s (target < 1 s; "
-          f"{t_many / t_many_floor:.2f}x cloning them); naive per-edge / layout = {t_naive / t_from:.0f}x")
-    print(json.dumps({"scalars": n_scalars, "bytes": nbytes, "first_s": first, "from_layout_s": t_from,
-                      "to_state_dict_s": t_to, "floor_s": t_floor, "fresh_floor_s": t_fresh, "many_floor_s": t_many_floor, "round_trip_over_floor": round_trip / t_floor,
-                      "many_s": t_many, "stack_s": t_stack, "naive_s": t_naive, "checkpoints": a.checkpoints}))
+    print(
+        f"\nround trip = {round_trip / f1:.1f}x the hot floor, {round_trip / f2:.1f}x the fresh floor "
+        f"(target <= 20); {a.checkpoints} checkpoints in {t_many:.3f} s (target < 1 s; "
+        f"{t_many / t_many_floor:.2f}x cloning them); naive per-edge / layout = {t_naive / t_from:.0f}x"
+    )
+    print(
+        json.dumps(
+            {
+                "scalars": n_scalars,
+                "bytes": nbytes,
+                "first_s": first,
+                "from_layout_s": t_from,
+                "to_state_dict_s": t_to,
+                "floor_s": t_floor,
+                "fresh_floor_s": t_fresh,
+                "many_floor_s": t_many_floor,
+                "round_trip_over_floor": round_trip / t_floor,
+                "many_s": t_many,
+                "stack_s": t_stack,
+                "naive_s": t_naive,
+                "checkpoints": a.checkpoints,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -51,8 +51,10 @@ def resolve_device(name: str | None = "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={name!r} was asked for but torch sees no CUDA device "
-                         f"(torch {torch.__version__}); use device=cpu or device=auto")
+        raise ValueError(
+            f"device={name!r} was asked for but torch sees no CUDA device "
+            f"(torch {torch.__version__}); use device=cpu or device=auto"
+        )
     return device
 
 

@@ -1,8 +1,8 @@
 """Generation API: observations of an unseen environment -> complete expert weights, no gradient step.
 
-    model = DynaDiff.load("runs/.../dynadiff.pt")
-    experts = model.generate(observations, num_samples=1, steps=50, seed=0)   # list[nn.Module]
-    future = model.predict(observations, horizon=100)                         # rollout from the last frame
+model = DynaDiff.load("runs/.../dynadiff.pt")
+experts = model.generate(observations, num_samples=1, steps=50, seed=0)   # list[nn.Module]
+future = model.predict(observations, horizon=100)                         # rollout from the last frame
 """
 
 from __future__ import annotations
@@ -44,13 +44,19 @@ class DynaDiff(nn.Module):
         self.vae = build_vae(config).eval()
         dit, prompter, self.diffusion = build_generator(config)
         self.dit, self.prompter = dit.eval(), prompter.eval()
-        self.expert_cfg, self.channels, self.residual = config.expert, config.channels, config.residual
+        self.expert_cfg, self.channels, self.residual = (
+            config.expert,
+            config.channels,
+            config.residual,
+        )
         template, self.layout = expert_layout(self.expert_cfg, self.channels)
         # not a submodule: its weights are never used (generated ones are written into copies), and
         # neuraloperator state carries non-tensor metadata that a weights-only load must not see
         object.__setattr__(self, "template", template)
-        self.normalizer = Normalizer(self.layout, *({nt.key: torch.zeros(()) for nt in self.layout.node_types}
-                                                     for _ in range(2)))
+        self.normalizer = Normalizer(
+            self.layout,
+            *({nt.key: torch.zeros(()) for nt in self.layout.node_types} for _ in range(2)),
+        )
         nodes, h, p = self.vae.num_nodes, config.vae.latent_dim, len(config.env_params)
         for name, shape in (("field", (config.channels,)), ("latent", (nodes, h)), ("param", (p,))):
             self.register_buffer(f"{name}_mean", torch.zeros(shape))
@@ -60,19 +66,29 @@ class DynaDiff(nn.Module):
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
         """Write ``dynadiff.pt`` atomically: format tag, config, weights, normaliser (no pickled objects)."""
-        return save_torch(path, {"format": FORMAT, "version": VERSION, "config": self.config.to_dict(),
-                                 "state": self.state_dict(), "normalizer": self.normalizer.state_dict(),
-                                 "meta": self.meta})
+        return save_torch(
+            path,
+            {
+                "format": FORMAT,
+                "version": VERSION,
+                "config": self.config.to_dict(),
+                "state": self.state_dict(),
+                "normalizer": self.normalizer.state_dict(),
+                "meta": self.meta,
+            },
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> DynaDiff:
         """Rebuild from ``dynadiff.pt`` (read with ``weights_only=True``: loading never executes code)."""
         s = load_torch(path)
         if s.get("format") != FORMAT or s.get("version") != VERSION:
-            raise CheckpointError(f"{path}: not a DynaDiff checkpoint of format version {VERSION} (found "
-                                  f"{s.get('format')!r} version {s.get('version')!r}); checkpoints written before "
-                                  "dynadiff 0.2 are not read: regenerate it with `dynadiff stage=dit` (the data, "
-                                  "zoo and VAE are reused)")
+            raise CheckpointError(
+                f"{path}: not a DynaDiff checkpoint of format version {VERSION} (found "
+                f"{s.get('format')!r} version {s.get('version')!r}); checkpoints written before "
+                "dynadiff 0.2 are not read: regenerate it with `dynadiff stage=dit` (the data, "
+                "zoo and VAE are reused)"
+            )
         model = cls(DynaDiffConfig.from_dict(s["config"]))
         model.load_state_dict(s["state"])
         model.normalizer = Normalizer.from_state_dict(model.layout, s["normalizer"])
@@ -81,13 +97,28 @@ class DynaDiff(nn.Module):
 
     # ------------------------------------------------------------------ generation
     def _prepare(self, observations: Tensor, normalized: bool) -> Tensor:
-        obs = observations if observations.dim() == len(self.config.frame_shape) + 2 else observations[None]
+        obs = (
+            observations
+            if observations.dim() == len(self.config.frame_shape) + 2
+            else observations[None]
+        )
         obs = obs.to(self.field_mean.device)
-        return obs if normalized else normalise(obs, self.field_mean, self.field_std, channel_dim=2 - obs.dim())
+        return (
+            obs
+            if normalized
+            else normalise(obs, self.field_mean, self.field_std, channel_dim=2 - obs.dim())
+        )
 
     @torch.no_grad()
-    def generate_features(self, observations: Tensor, num_samples: int = 1, steps: int = 50, seed: int | None = None,
-                          guidance: float = 1.0, normalized: bool = False) -> dict[str, Tensor]:
+    def generate_features(
+        self,
+        observations: Tensor,
+        num_samples: int = 1,
+        steps: int = 50,
+        seed: int | None = None,
+        guidance: float = 1.0,
+        normalized: bool = False,
+    ) -> dict[str, Tensor]:
         """Weight-graph features ``{key: (B * num_samples, N_t, D_t)}`` for observations ``(B, L, ...)`` or ``(L, ...)``."""
         obs = self._prepare(observations, normalized)
         prompt = self.prompter(obs).repeat_interleave(num_samples, 0)  # (B S, P)
@@ -95,12 +126,23 @@ class DynaDiff(nn.Module):
         null = {"drop_prompt": torch.ones(len(prompt), dtype=torch.bool, device=prompt.device)}
         model = classifier_free_guidance(self.dit, guidance, null)
         shape = (len(prompt), self.vae.num_nodes, self.vae.latent_dim)
-        z = self.diffusion.ddim_sample(model, shape, steps=steps, generator=g, device=prompt.device, prompt=prompt)
+        z = self.diffusion.ddim_sample(
+            model, shape, steps=steps, generator=g, device=prompt.device, prompt=prompt
+        )
         z = z * self.latent_std + self.latent_mean
-        return self.normalizer.inverse({k: v.cpu() for k, v in self.vae.decode(z).items()})  # normaliser on the CPU
+        return self.normalizer.inverse(
+            {k: v.cpu() for k, v in self.vae.decode(z).items()}
+        )  # normaliser on the CPU
 
-    def generate(self, observations: Tensor, num_samples: int = 1, steps: int = 50, seed: int | None = None,
-                 guidance: float = 1.0, normalized: bool = False) -> list[nn.Module]:
+    def generate(
+        self,
+        observations: Tensor,
+        num_samples: int = 1,
+        steps: int = 50,
+        seed: int | None = None,
+        guidance: float = 1.0,
+        normalized: bool = False,
+    ) -> list[nn.Module]:
         """Expert modules (the zoo's architecture carrying generated weights, on the CPU), one batched
         denoising loop on the model's device.
 
@@ -129,13 +171,18 @@ class DynaDiff(nn.Module):
     def method(self, steps: int = 50, seed: int | None = 0, guidance: float = 1.0):
         """This generator as an evaluation-harness method: ``adapt(env, observations) -> predictor``
         (observations normalised, ``(L, ...)``; one expert generated per call, no gradient step)."""
+
         def adapt(env: int, obs: Tensor):
-            return self.predictor(self.generate(obs, steps=steps, seed=seed, guidance=guidance, normalized=True)[0])
+            return self.predictor(
+                self.generate(obs, steps=steps, seed=seed, guidance=guidance, normalized=True)[0]
+            )
 
         return adapt
 
     @torch.no_grad()
-    def predict(self, observations: Tensor, horizon: int, steps: int = 50, seed: int | None = None) -> Tensor:
+    def predict(
+        self, observations: Tensor, horizon: int, steps: int = 50, seed: int | None = None
+    ) -> Tensor:
         """Generate one expert from ``observations (L, ...)`` (physical units) and roll it out ``horizon``
         steps from the last observed frame; returns ``(horizon, ...)`` in physical units."""
         obs = self._prepare(observations, normalized=False)[0]

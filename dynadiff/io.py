@@ -91,8 +91,9 @@ def load_torch(path: str | Path) -> dict[str, Any]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - every failure becomes one named error
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a checkpoint that can be loaded safely (weights only): "
-                              f"{first}") from None
+        raise CheckpointError(
+            f"{path}: not a checkpoint that can be loaded safely (weights only): {first}"
+        ) from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a dict checkpoint, found {type(obj).__name__}")
     return obj

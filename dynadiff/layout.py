@@ -41,8 +41,15 @@ class ArtifactLayout:
         """From a composed config (``paths``, ``system.name``, ``preset``, ``name``, ``zoo.init``)."""
         paths = cfg["paths"]
         zoo = cfg.get("zoo") or {}
-        return cls(Path(paths["data"]), Path(paths["zoo"]), Path(paths["models"]), cfg["system"]["name"],
-                   cfg["preset"], cfg.get("name") or "default", zoo.get("init", "base"))
+        return cls(
+            Path(paths["data"]),
+            Path(paths["zoo"]),
+            Path(paths["models"]),
+            cfg["system"]["name"],
+            cfg["preset"],
+            cfg.get("name") or "default",
+            zoo.get("init", "base"),
+        )
 
     # ------------------------------------------------------------------ data
     @property

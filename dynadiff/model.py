@@ -87,20 +87,41 @@ class DynaDiffConfig:
     extra: dict = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, generator: Mapping[str, Any], *, node_types, frame_shape, expert: Mapping[str, Any],
-                    channels: int, residual: bool, env_params, system: str = "") -> DynaDiffConfig:
+    def from_config(
+        cls,
+        generator: Mapping[str, Any],
+        *,
+        node_types,
+        frame_shape,
+        expert: Mapping[str, Any],
+        channels: int,
+        residual: bool,
+        env_params,
+        system: str = "",
+    ) -> DynaDiffConfig:
         """From the ``generator`` section of the composed config and what the zoo and data fix."""
         v, d = generator["vae"], generator["dit"]
         pc = d["prompter"]
         return cls(
             node_types=tuple((str(k), int(n), int(w)) for k, n, w in node_types),
-            frame_shape=tuple(int(s) for s in frame_shape), expert=dict(expert), channels=int(channels),
-            residual=bool(residual), env_params=tuple(env_params), system=system,
+            frame_shape=tuple(int(s) for s in frame_shape),
+            expert=dict(expert),
+            channels=int(channels),
+            residual=bool(residual),
+            env_params=tuple(env_params),
+            system=system,
             vae=VAEConfig(**{**VAE_PRESETS[v["size"]], **v["model"]}),
-            dit=DiTConfig(**{**DIT_PRESETS[d["size"]], **d["model"]}, prompt_dropout=d["prompt_dropout"]),
-            prompter=PrompterConfig(pc["hidden"], pc["modes"], pc["propagator"],
-                                    len(env_params) if d["aux_weight"] > 0 else 0),
-            diffusion=DiffusionConfig(**d["diffusion"]))
+            dit=DiTConfig(
+                **{**DIT_PRESETS[d["size"]], **d["model"]}, prompt_dropout=d["prompt_dropout"]
+            ),
+            prompter=PrompterConfig(
+                pc["hidden"],
+                pc["modes"],
+                pc["propagator"],
+                len(env_params) if d["aux_weight"] > 0 else 0,
+            ),
+            diffusion=DiffusionConfig(**d["diffusion"]),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain containers only (saved in ``dynadiff.pt``, read back with ``weights_only=True``)."""
@@ -108,11 +129,20 @@ class DynaDiffConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> DynaDiffConfig:
-        return cls(node_types=tuple(tuple(t) for t in d["node_types"]), frame_shape=tuple(d["frame_shape"]),
-                   expert=dict(d["expert"]), channels=d["channels"], residual=d["residual"],
-                   env_params=tuple(d["env_params"]), vae=VAEConfig(**d["vae"]), dit=DiTConfig(**d["dit"]),
-                   prompter=PrompterConfig(**d["prompter"]), diffusion=DiffusionConfig(**d["diffusion"]),
-                   system=d.get("system", ""), extra=dict(d.get("extra", {})))
+        return cls(
+            node_types=tuple(tuple(t) for t in d["node_types"]),
+            frame_shape=tuple(d["frame_shape"]),
+            expert=dict(d["expert"]),
+            channels=d["channels"],
+            residual=d["residual"],
+            env_params=tuple(d["env_params"]),
+            vae=VAEConfig(**d["vae"]),
+            dit=DiTConfig(**d["dit"]),
+            prompter=PrompterConfig(**d["prompter"]),
+            diffusion=DiffusionConfig(**d["diffusion"]),
+            system=d.get("system", ""),
+            extra=dict(d.get("extra", {})),
+        )
 
 
 def build_vae(cfg: DynaDiffConfig) -> WeightVAE:
@@ -123,8 +153,13 @@ def build_vae(cfg: DynaDiffConfig) -> WeightVAE:
 def build_generator(cfg: DynaDiffConfig) -> tuple[LatentDiT, DynamicsPrompter, GaussianDiffusion]:
     """DiT, prompter and diffusion process (freshly initialised; the prompter first, as trained)."""
     p = cfg.prompter
-    prompter = DynamicsPrompter(cfg.frame_shape, hidden=p.hidden, modes=p.modes, num_env_params=p.num_env_params,
-                                propagator=p.propagator)
+    prompter = DynamicsPrompter(
+        cfg.frame_shape,
+        hidden=p.hidden,
+        modes=p.modes,
+        num_env_params=p.num_env_params,
+        propagator=p.propagator,
+    )
     counts = [n for _, n, _ in cfg.node_types]
     dit = LatentDiT(counts, cfg.vae.latent_dim, prompter.prompt_dim, **asdict(cfg.dit))
     return dit, prompter, GaussianDiffusion(**asdict(cfg.diffusion))

@@ -18,8 +18,21 @@ from .layout import Block, GraphLayout, NodeTypeSpec
 __version__ = "0.1.0"
 
 __all__ = [
-    "from_module", "to_state_dict", "to_module", "compile_layout", "rebuild",
-    "WeightGraph", "GraphLayout", "NodeTypeSpec", "Block",
-    "register_handler", "LayerDef", "NodeGroup", "param_block",
-    "WeightGraphError", "UnsupportedLayerError", "TraceError", "ArchitectureMismatchError",
+    "from_module",
+    "to_state_dict",
+    "to_module",
+    "compile_layout",
+    "rebuild",
+    "WeightGraph",
+    "GraphLayout",
+    "NodeTypeSpec",
+    "Block",
+    "register_handler",
+    "LayerDef",
+    "NodeGroup",
+    "param_block",
+    "WeightGraphError",
+    "UnsupportedLayerError",
+    "TraceError",
+    "ArchitectureMismatchError",
 ]

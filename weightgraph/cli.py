@@ -55,7 +55,9 @@ def load_module(spec: str, kwargs: dict | None = None, module: str | None = None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
-        raise WeightGraphError(f"{path}: expected an nn.Module or a state dict, found {type(obj).__name__}")
+        raise WeightGraphError(
+            f"{path}: expected an nn.Module or a state dict, found {type(obj).__name__}"
+        )
     if module is not None:
         net = _import(module)(**kwargs)
     elif isinstance(obj.get("_metadata"), dict) and "_name" in obj["_metadata"]:
@@ -64,15 +66,21 @@ def load_module(spec: str, kwargs: dict | None = None, module: str | None = None
 
         cls = getattr(neuralop.models, meta["_name"], None)
         if cls is None:
-            raise WeightGraphError(f"{path}: unknown neuraloperator model '{meta['_name']}'; pass --module")
+            raise WeightGraphError(
+                f"{path}: unknown neuraloperator model '{meta['_name']}'; pass --module"
+            )
         net = build_module(f"{cls.__module__}.{cls.__qualname__}", meta)
     else:
-        raise WeightGraphError(f"{path} holds a state dict: pass --module package.module:Factory to build its model")
+        raise WeightGraphError(
+            f"{path} holds a state dict: pass --module package.module:Factory to build its model"
+        )
     net.load_state_dict(obj)
     return net
 
 
-def verify_round_trip(net: nn.Module, example: tuple | None = None, layout: GraphLayout | None = None) -> dict:
+def verify_round_trip(
+    net: nn.Module, example: tuple | None = None, layout: GraphLayout | None = None
+) -> dict:
     """Convert, convert back, and compare every tensor and the forward output. Returns timings."""
     t0 = time.perf_counter()
     layout = layout or compile_layout(net, example)
@@ -83,7 +91,13 @@ def verify_round_trip(net: nn.Module, example: tuple | None = None, layout: Grap
     t3 = time.perf_counter()
     ref = {k: v for k, v in net.state_dict().items() if isinstance(v, torch.Tensor)}
     exact = list(state) == list(ref) and all(torch.equal(state[k], ref[k]) for k in ref)
-    out = {"graph": graph, "exact": exact, "compile_s": t1 - t0, "from_module_s": t2 - t1, "to_state_dict_s": t3 - t2}
+    out = {
+        "graph": graph,
+        "exact": exact,
+        "compile_s": t1 - t0,
+        "from_module_s": t2 - t1,
+        "to_state_dict_s": t3 - t2,
+    }
     if layout.init_kwargs is not None:
         rebuilt = to_module(graph)
         if example is None:
@@ -99,12 +113,19 @@ def _report(net: nn.Module, example: tuple | None) -> int:
     res = verify_round_trip(net, example)
     g = res["graph"]
     print(g.table())
-    print(f"captured with torch.{'fx' if g.layout.capture == 'fx' else 'export'}; "
-          f"compile {res['compile_s']:.2f} s, from_module {1e3 * res['from_module_s']:.2f} ms, "
-          f"to_state_dict {1e3 * res['to_state_dict_s']:.2f} ms")
-    print(f"round trip bit-exact: {res['exact']}"
-          + (f"; rebuilt module (no template) gives identical outputs: {res['forward_equal']}"
-             if "forward_equal" in res else ""))
+    print(
+        f"captured with torch.{'fx' if g.layout.capture == 'fx' else 'export'}; "
+        f"compile {res['compile_s']:.2f} s, from_module {1e3 * res['from_module_s']:.2f} ms, "
+        f"to_state_dict {1e3 * res['to_state_dict_s']:.2f} ms"
+    )
+    print(
+        f"round trip bit-exact: {res['exact']}"
+        + (
+            f"; rebuilt module (no template) gives identical outputs: {res['forward_equal']}"
+            if "forward_equal" in res
+            else ""
+        )
+    )
     return 0 if res["exact"] and res.get("forward_equal", True) else 1
 
 
@@ -114,19 +135,32 @@ def demo() -> int:
 
     torch.manual_seed(0)
     net = FNO(n_modes=(12, 6), hidden_channels=64, in_channels=2, out_channels=2, n_layers=4)
-    print("neuraloperator FNO(n_modes=(12, 6), hidden_channels=64, in_channels=2, out_channels=2, n_layers=4)\n")
+    print(
+        "neuraloperator FNO(n_modes=(12, 6), hidden_channels=64, in_channels=2, out_channels=2, n_layers=4)\n"
+    )
     return _report(net, None)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="weightgraph", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="weightgraph",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("demo", help="convert the paper's FNO and verify the round trip")
-    ins = sub.add_parser("inspect", help="print the node-type table of a checkpoint or module and verify the round trip")
+    ins = sub.add_parser(
+        "inspect",
+        help="print the node-type table of a checkpoint or module and verify the round trip",
+    )
     ins.add_argument("spec", help="checkpoint file or package.module:Factory")
     ins.add_argument("--kwargs", default="{}", help="JSON kwargs for the factory")
-    ins.add_argument("--module", default=None, help="factory for a bare state dict (package.module:Name)")
-    ins.add_argument("--input-shape", default=None, help="example input shape, e.g. 1,3,32,32 (for torch.export)")
+    ins.add_argument(
+        "--module", default=None, help="factory for a bare state dict (package.module:Name)"
+    )
+    ins.add_argument(
+        "--input-shape", default=None, help="example input shape, e.g. 1,3,32,32 (for torch.export)"
+    )
     a = p.parse_args(argv)
     try:
         if a.cmd == "demo":

@@ -21,8 +21,13 @@ from .layout import Block, GraphLayout, NodeTypeSpec, feature_dtype
 from .trace import capture
 
 
-def compile_layout(module: nn.Module, example_inputs: Sequence[Any] | None = None, *, strict: bool = True,
-                   trace: str = "auto") -> GraphLayout:
+def compile_layout(
+    module: nn.Module,
+    example_inputs: Sequence[Any] | None = None,
+    *,
+    strict: bool = True,
+    trace: str = "auto",
+) -> GraphLayout:
     """Trace ``module`` once and compile the :class:`GraphLayout` of its architecture.
 
     Args:
@@ -81,7 +86,8 @@ def compile_layout(module: nn.Module, example_inputs: Sequence[Any] | None = Non
             if not found:
                 raise UnsupportedLayerError(
                     f"parameter '{key}' of {_module_type(module, owner_path)} is not used in the traced forward "
-                    "and no handler covers it, so its output axis is unknown")
+                    "and no handler covers it, so its output axis is unknown"
+                )
             axes = infer_axes(key, found[0], tuple(t.shape), _module_type(module, owner_path))
         except UnsupportedLayerError:
             if strict:
@@ -89,7 +95,9 @@ def compile_layout(module: nn.Module, example_inputs: Sequence[Any] | None = Non
             opaque[key] = (tuple(t.shape), t.dtype)
             continue
         role = "bias" if key.endswith("bias") else "weight"
-        generic.setdefault(owner_path, []).append(Block(key, tuple(t.shape), t.dtype, axes, (), role))
+        generic.setdefault(owner_path, []).append(
+            Block(key, tuple(t.shape), t.dtype, axes, (), role)
+        )
         for n in found:
             for user in n.users:
                 cap.owner.setdefault(user, owner_path)
@@ -98,9 +106,14 @@ def compile_layout(module: nn.Module, example_inputs: Sequence[Any] | None = Non
         if len(counts) != 1:
             raise UnsupportedLayerError(
                 f"{_module_type(module, path)} at '{path}': its tensors give different node counts "
-                f"({', '.join(f'{b.name}: {b.num_nodes}' for b in blocks)}); register a handler for it")
-        layers[path] = LayerDef(path, [NodeGroup(path, counts.pop(), blocks)],
-                                module_type=_module_type(module, path), claimed={b.name for b in blocks})
+                f"({', '.join(f'{b.name}: {b.num_nodes}' for b in blocks)}); register a handler for it"
+            )
+        layers[path] = LayerDef(
+            path,
+            [NodeGroup(path, counts.pop(), blocks)],
+            module_type=_module_type(module, path),
+            claimed={b.name for b in blocks},
+        )
 
     # 4. tied tensors are stored once, under their canonical name
     aliases = {k: canonical[k] for k in tensor_keys if canonical.get(k, k) != k}
@@ -108,21 +121,31 @@ def compile_layout(module: nn.Module, example_inputs: Sequence[Any] | None = Non
         for g in ld.groups:
             g.blocks = [b for b in g.blocks if canonical.get(b.name, b.name) == b.name]
 
-    flow = analyse(cap.graph, cap.owner, set(cap.param_of), cap.inputs,
-                   {p: ld.groups[-1].num_nodes for p, ld in layers.items()},
-                   {p: sum(b.width for b in ld.groups[-1].blocks) for p, ld in layers.items()})
+    flow = analyse(
+        cap.graph,
+        cap.owner,
+        set(cap.param_of),
+        cap.inputs,
+        {p: ld.groups[-1].num_nodes for p, ld in layers.items()},
+        {p: sum(b.width for b in ld.groups[-1].blocks) for p, ld in layers.items()},
+    )
     node_types = _node_types(layers, flow)
     edges = build_edges(layers, flow, {nt.path: nt.key for nt in node_types})
 
     all_blocks = [b for nt in node_types for b in nt.blocks]
     init_kwargs = getattr(module, "_init_kwargs", None)
     return GraphLayout(
-        node_types=node_types, edges=edges, state_keys=tensor_keys, aliases=aliases, opaque=opaque,
+        node_types=node_types,
+        edges=edges,
+        state_keys=tensor_keys,
+        aliases=aliases,
+        opaque=opaque,
         extra_state={k: copy.deepcopy(v) for k, v in state.items() if not isinstance(v, Tensor)},
         dtype=feature_dtype([b.dtype for b in all_blocks]),
         module_class=qualname(type(module)),
         init_kwargs=copy.deepcopy(init_kwargs) if isinstance(init_kwargs, dict) else None,
-        capture=cap.method)
+        capture=cap.method,
+    )
 
 
 def _module_type(root: nn.Module, path: str) -> str:
@@ -136,7 +159,9 @@ def _canonical_names(module: nn.Module, keys: set[str]) -> dict[str, str]:
     """Tied tensors: every name of a shared parameter/buffer -> the first one in the state dict."""
     by_id: dict[int, str] = {}
     out: dict[str, str] = {}
-    named = list(module.named_parameters(remove_duplicate=False)) + list(module.named_buffers(remove_duplicate=False))
+    named = list(module.named_parameters(remove_duplicate=False)) + list(
+        module.named_buffers(remove_duplicate=False)
+    )
     order = {k: i for i, k in enumerate(module.state_dict().keys())}
     for name, t in sorted(named, key=lambda kv: order.get(kv[0], len(order))):
         if name not in keys:
@@ -162,8 +187,10 @@ def _node_types(layers: dict[str, LayerDef], flow: Flow) -> list[NodeTypeSpec]:
     for c in sorted(flow.calls.values(), key=lambda c: c.id):
         first_call.setdefault(c.path, c.id)
     # data-flow order; layers never called go last, in registration order
-    order = sorted((p for p in layers if p not in merged_into),
-                   key=lambda p: (p not in first_call, first_call.get(p, 0)))
+    order = sorted(
+        (p for p in layers if p not in merged_into),
+        key=lambda p: (p not in first_call, first_call.get(p, 0)),
+    )
     taken: set[str] = set()
     out = []
     for path in order:
@@ -175,14 +202,27 @@ def _node_types(layers: dict[str, LayerDef], flow: Flow) -> list[NodeTypeSpec]:
                 merged = tuple(flow.merges[path])
                 for sp in merged:
                     blocks += [b for sg in layers[sp].groups for b in sg.blocks]
-            out.append(NodeTypeSpec(_sanitize(g.path, taken), g.path, ld.module_type, tuple(blocks),
-                                    g.num_nodes, merged))
+            out.append(
+                NodeTypeSpec(
+                    _sanitize(g.path, taken),
+                    g.path,
+                    ld.module_type,
+                    tuple(blocks),
+                    g.num_nodes,
+                    merged,
+                )
+            )
     return out
 
 
 # ---------------------------------------------------------------------------- public API
-def from_module(module: nn.Module, example_inputs: Sequence[Any] | None = None, *, strict: bool = True,
-                layout: GraphLayout | None = None) -> WeightGraph:
+def from_module(
+    module: nn.Module,
+    example_inputs: Sequence[Any] | None = None,
+    *,
+    strict: bool = True,
+    layout: GraphLayout | None = None,
+) -> WeightGraph:
     """Convert any ``nn.Module`` to a :class:`WeightGraph`.
 
     Args:
@@ -195,7 +235,9 @@ def from_module(module: nn.Module, example_inputs: Sequence[Any] | None = None, 
         The weight graph; ``graph.layout`` is the compiled layout, reusable for other checkpoints.
     """
     if not isinstance(module, nn.Module):
-        raise WeightGraphError(f"from_module expects a torch.nn.Module, got {type(module).__name__}")
+        raise WeightGraphError(
+            f"from_module expects a torch.nn.Module, got {type(module).__name__}"
+        )
     if layout is None:
         layout = compile_layout(module, example_inputs, strict=strict)
     return layout.graph(module)
@@ -206,8 +248,12 @@ def to_state_dict(graph: WeightGraph) -> OrderedDict[str, Tensor]:
 
     Non-tensor state entries (neuraloperator's ``_metadata``) are in ``graph.layout.extra_state``.
     """
-    if not isinstance(graph, WeightGraph) or not isinstance(getattr(graph, "layout", None), GraphLayout):
-        raise WeightGraphError(f"to_state_dict expects a WeightGraph made by weightgraph, got {type(graph).__name__}")
+    if not isinstance(graph, WeightGraph) or not isinstance(
+        getattr(graph, "layout", None), GraphLayout
+    ):
+        raise WeightGraphError(
+            f"to_state_dict expects a WeightGraph made by weightgraph, got {type(graph).__name__}"
+        )
     return graph.state_dict()
 
 
@@ -243,7 +289,8 @@ def rebuild(layout: GraphLayout) -> nn.Module:
     if layout.init_kwargs is None or layout.module_class is None:
         raise WeightGraphError(
             f"cannot rebuild {layout.module_class} without a template: its init arguments were not recorded "
-            "(only neuraloperator models record them); pass template=")
+            "(only neuraloperator models record them); pass template="
+        )
     return build_module(layout.module_class, layout.init_kwargs)
 
 
@@ -267,13 +314,18 @@ def _check_fits(layout: GraphLayout, module: nn.Module) -> None:
                 got = "missing" if t is None else f"{tuple(t.shape)} {t.dtype}"
                 raise ArchitectureMismatchError(
                     f"layer '{nt.path}' does not fit the target module: '{b.name}' is {got}, "
-                    f"the graph holds {b.shape} {b.dtype}")
+                    f"the graph holds {b.shape} {b.dtype}"
+                )
     extra = [k for k in target if k not in layout.state_keys]
     if extra:
-        raise ArchitectureMismatchError(f"the target module has tensor '{extra[0]}' that the graph does not carry")
+        raise ArchitectureMismatchError(
+            f"the target module has tensor '{extra[0]}' that the graph does not carry"
+        )
     for k in layout.state_keys:
         if k not in target:
-            raise ArchitectureMismatchError(f"the target module has no tensor '{k}' (layer '{layout.layer_of(k)}')")
+            raise ArchitectureMismatchError(
+                f"the target module has no tensor '{k}' (layer '{layout.layer_of(k)}')"
+            )
 
 
 __all__ = ["compile_layout", "from_module", "to_state_dict", "to_module", "rebuild", "build_module"]

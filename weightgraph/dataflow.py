@@ -24,9 +24,31 @@ INPUT = -1
 
 _ADD = {"add", "add_", "__add__", "__radd__", "__iadd__", "iadd"}
 _CAT = {"cat", "concat", "concatenate", "hstack"}
-_VIEW = {"view", "reshape", "permute", "transpose", "t", "unsqueeze", "squeeze", "slice", "select",
-         "alias", "expand", "as_strided", "flatten", "unflatten", "getitem", "narrow", "view_as_real",
-         "view_as_complex", "movedim", "unbind", "split", "chunk", "split_with_sizes"}
+_VIEW = {
+    "view",
+    "reshape",
+    "permute",
+    "transpose",
+    "t",
+    "unsqueeze",
+    "squeeze",
+    "slice",
+    "select",
+    "alias",
+    "expand",
+    "as_strided",
+    "flatten",
+    "unflatten",
+    "getitem",
+    "narrow",
+    "view_as_real",
+    "view_as_complex",
+    "movedim",
+    "unbind",
+    "split",
+    "chunk",
+    "split_with_sizes",
+}
 
 
 @dataclass
@@ -45,7 +67,9 @@ class Call:
 @dataclass
 class Flow:
     calls: dict[int, Call]
-    merges: dict[str, list[str]]  # main layer path -> skip layer paths merged into it (forward order)
+    merges: dict[
+        str, list[str]
+    ]  # main layer path -> skip layer paths merged into it (forward order)
     identity_skips: list[tuple[int, int]]  # (source call or INPUT, main call)
     widths: dict[str, int]
 
@@ -82,8 +106,14 @@ class _UnionFind:
             self.parent[rb] = ra
 
 
-def analyse(graph: fx.Graph, owner: dict[fx.Node, str], param_nodes: set[fx.Node], inputs: list[fx.Node],
-            num_nodes: dict[str, int], widths: dict[str, int]) -> Flow:
+def analyse(
+    graph: fx.Graph,
+    owner: dict[fx.Node, str],
+    param_nodes: set[fx.Node],
+    inputs: list[fx.Node],
+    num_nodes: dict[str, int],
+    widths: dict[str, int],
+) -> Flow:
     """Layer-level data flow of ``graph``.
 
     Args:
@@ -159,10 +189,13 @@ def analyse(graph: fx.Graph, owner: dict[fx.Node, str], param_nodes: set[fx.Node
         main, skip = (a, cb) if key_a >= key_b else (b, ca)
         main_path = calls[main].path
         skip_paths = [calls[s].path for s in reversed(skip)]
-        ok = (all(num_nodes.get(p) == num_nodes.get(main_path) for p in skip_paths)
-              and all(calls[s].consumers == 1 for s in skip)
-              and all(len([c for c in calls.values() if c.path == p]) == 1 for p in skip_paths)
-              and main_path not in skip_paths and not any(p in merges for p in skip_paths))
+        ok = (
+            all(num_nodes.get(p) == num_nodes.get(main_path) for p in skip_paths)
+            and all(calls[s].consumers == 1 for s in skip)
+            and all(len([c for c in calls.values() if c.path == p]) == 1 for p in skip_paths)
+            and main_path not in skip_paths
+            and not any(p in merges for p in skip_paths)
+        )
         if not ok:
             return _uniq(sa + sb)
         merges.setdefault(main_path, []).extend(skip_paths)
@@ -198,7 +231,11 @@ def analyse(graph: fx.Graph, owner: dict[fx.Node, str], param_nodes: set[fx.Node
         src[n] = s
         if name in _VIEW and tensor_args:
             alias.union(tensor_args[0], n)
-        inplace = name.endswith("_") and not name.startswith("_") or n.target in (operator.setitem, operator.iadd)
+        inplace = (
+            name.endswith("_")
+            and not name.startswith("_")
+            or n.target in (operator.setitem, operator.iadd)
+        )
         if inplace and tensor_args:
             root = alias.find(tensor_args[0])
             for m in list(src):

@@ -16,7 +16,9 @@ from .layout import EdgeType
 
 def dense(n_src: int, n_dst: int) -> Tensor:
     """All ``n_src x n_dst`` pairs, ``(2, n_src * n_dst)``."""
-    return torch.stack([torch.arange(n_src).repeat_interleave(n_dst), torch.arange(n_dst).repeat(n_src)])
+    return torch.stack(
+        [torch.arange(n_src).repeat_interleave(n_dst), torch.arange(n_dst).repeat(n_src)]
+    )
 
 
 def diagonal(n: int) -> Tensor:
@@ -31,7 +33,9 @@ def grouped(n_src: int, n_dst: int, groups: int) -> Tensor:
     return torch.stack([src.reshape(-1), dst.reshape(-1)])
 
 
-def build_edges(layers: dict[str, LayerDef], flow: Flow, key_of: dict[str, str]) -> dict[EdgeType, Tensor]:
+def build_edges(
+    layers: dict[str, LayerDef], flow: Flow, key_of: dict[str, str]
+) -> dict[EdgeType, Tensor]:
     """Edges of the whole graph.
 
     Args:
@@ -59,7 +63,9 @@ def build_edges(layers: dict[str, LayerDef], flow: Flow, key_of: dict[str, str])
         if not srcs:
             continue
         n_in = sum(n for _, n in srcs)
-        conn = ld.connectivity if (ld.in_channels == n_in and INPUT not in call.in_srcs) else "dense"
+        conn = (
+            ld.connectivity if (ld.in_channels == n_in and INPUT not in call.in_srcs) else "dense"
+        )
         if conn == "diagonal" and n_in != n_dst:
             conn = "dense"
         if conn == "dense":
@@ -76,13 +82,16 @@ def build_edges(layers: dict[str, LayerDef], flow: Flow, key_of: dict[str, str])
     for ld in layers.values():  # inside multi-node-type layers (attention: in_proj -> out_proj)
         if ld.path in merged_into:
             continue
-        for g0, g1 in zip(ld.groups, ld.groups[1:]):
+        for g0, g1 in zip(ld.groups, ld.groups[1:], strict=False):
             add((key_of[g0.path], "to", key_of[g1.path]), dense(g0.num_nodes, g1.num_nodes))
 
     for src, main in flow.identity_skips:
         if src == INPUT:
             continue
-        (sk, sn), (mk, mn) = out_node_type(flow.calls[src].path), out_node_type(flow.calls[main].path)
+        (sk, sn), (mk, mn) = (
+            out_node_type(flow.calls[src].path),
+            out_node_type(flow.calls[main].path),
+        )
         add((sk, "skip", mk), diagonal(sn) if sn == mn else dense(sn, mn))
 
     return {et: torch.unique(torch.cat(eis, dim=1), dim=1) for et, eis in parts.items()}

@@ -29,8 +29,12 @@ class WeightGraph(HeteroData):
     """
 
     @classmethod
-    def from_features(cls, layout: GraphLayout, features: Mapping[str, Tensor],
-                      opaque: Mapping[str, Tensor] | None = None) -> WeightGraph:
+    def from_features(
+        cls,
+        layout: GraphLayout,
+        features: Mapping[str, Tensor],
+        opaque: Mapping[str, Tensor] | None = None,
+    ) -> WeightGraph:
         g = cls()
         for nt in layout.node_types:
             g[nt.key].x = features[nt.key]
@@ -53,23 +57,46 @@ class WeightGraph(HeteroData):
         """One row per node type: key, module path, nodes, feature dim, in-edges, tensors covered."""
         rows = []
         for nt in self.layout.node_types:
-            in_edges = sum(int(ei.shape[1]) for (s, r, d), ei in self.layout.edges.items() if d == nt.key)
-            rows.append({"node_type": nt.key, "layer": nt.path, "module": nt.module_type,
-                         "nodes": nt.num_nodes, "feature_dim": nt.width, "in_edges": in_edges,
-                         "tensors": [b.name for b in nt.blocks]})
+            in_edges = sum(
+                int(ei.shape[1]) for (s, r, d), ei in self.layout.edges.items() if d == nt.key
+            )
+            rows.append(
+                {
+                    "node_type": nt.key,
+                    "layer": nt.path,
+                    "module": nt.module_type,
+                    "nodes": nt.num_nodes,
+                    "feature_dim": nt.width,
+                    "in_edges": in_edges,
+                    "tensors": [b.name for b in nt.blocks],
+                }
+            )
         return rows
 
     def table(self) -> str:
         """The node-type table as aligned text."""
         rows = self.summary()
         head = ("layer", "module", "nodes", "feat", "in-edges", "tensors")
-        body = [(r["layer"], r["module"].rsplit(".", 1)[-1], str(r["nodes"]), str(r["feature_dim"]),
-                 str(r["in_edges"]), ", ".join(t.rsplit(".", 1)[-1] for t in r["tensors"])) for r in rows]
-        widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
+        body = [
+            (
+                r["layer"],
+                r["module"].rsplit(".", 1)[-1],
+                str(r["nodes"]),
+                str(r["feature_dim"]),
+                str(r["in_edges"]),
+                ", ".join(t.rsplit(".", 1)[-1] for t in r["tensors"]),
+            )
+            for r in rows
+        ]
+        widths = [
+            max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)
+        ]
         fmt = "  ".join(f"{{:{'<' if i in (0, 1, 5) else '>'}{w}}}" for i, w in enumerate(widths))
         lines = [fmt.format(*head), fmt.format(*("-" * w for w in widths))]
         lines += [fmt.format(*b) for b in body]
         n = sum(r["nodes"] for r in rows)
-        lines.append(f"{len(rows)} node types, {n} nodes, {self.layout.num_parameters} scalars in features"
-                     + (f", {len(self.layout.opaque)} opaque tensors" if self.layout.opaque else ""))
+        lines.append(
+            f"{len(rows)} node types, {n} nodes, {self.layout.num_parameters} scalars in features"
+            + (f", {len(self.layout.opaque)} opaque tensors" if self.layout.opaque else "")
+        )
         return "\n".join(lines)

@@ -27,8 +27,11 @@ EdgeType = tuple[str, str, str]
 
 def real_dtype(dtype: torch.dtype) -> torch.dtype:
     """The real dtype whose pairs represent ``dtype`` exactly (identity for real dtypes)."""
-    return {torch.complex64: torch.float32, torch.complex128: torch.float64,
-            torch.complex32: torch.float16}.get(dtype, dtype)
+    return {
+        torch.complex64: torch.float32,
+        torch.complex128: torch.float64,
+        torch.complex32: torch.float16,
+    }.get(dtype, dtype)
 
 
 def feature_dtype(dtypes: Sequence[torch.dtype]) -> torch.dtype:
@@ -60,7 +63,9 @@ class Block:
         if not self.view:
             object.__setattr__(self, "view", tuple(self.shape))
         if math.prod(self.view) != math.prod(self.shape):
-            raise WeightGraphError(f"block {self.name}: view {self.view} does not fit shape {self.shape}")
+            raise WeightGraphError(
+                f"block {self.name}: view {self.view} does not fit shape {self.shape}"
+            )
 
     @property
     def is_complex(self) -> bool:
@@ -78,7 +83,7 @@ class Block:
     @property
     def fan_in(self) -> int:
         """Number of (complex) entries per node: the product of the non-node axes."""
-        return math.prod(self.view[a] for a in self.perm[len(self.node_axes):])
+        return math.prod(self.view[a] for a in self.perm[len(self.node_axes) :])
 
     @property
     def width(self) -> int:
@@ -113,7 +118,9 @@ class Block:
 
     def _node_major(self, f: Tensor) -> Tensor:
         """View of features ``(*B, num_nodes, width)`` as ``(*B, *node sizes, *rest sizes[, 2])``."""
-        rest = tuple(self.view[a] for a in self.perm[len(self.node_axes):]) + ((2,) if self.is_complex else ())
+        rest = tuple(self.view[a] for a in self.perm[len(self.node_axes) :]) + (
+            (2,) if self.is_complex else ()
+        )
         nodes = tuple(self.view[a] for a in self.node_axes)
         return _split(_split(f, -1, rest), -1 - len(rest), nodes)
 
@@ -216,35 +223,46 @@ class GraphLayout:
         for k in self.state_keys:
             if k not in tensors:
                 raise ArchitectureMismatchError(
-                    f"{where} has no tensor '{k}' (layer '{self.layer_of(k)}' of this architecture)")
+                    f"{where} has no tensor '{k}' (layer '{self.layer_of(k)}' of this architecture)"
+                )
         for k, t in tensors.items():
             canon = self.aliases.get(k, k)
             if canon not in self._expected:
-                raise ArchitectureMismatchError(f"{where} has tensor '{k}' that this architecture does not have")
+                raise ArchitectureMismatchError(
+                    f"{where} has tensor '{k}' that this architecture does not have"
+                )
             shape, dtype = self._expected[canon]
             if tuple(t.shape) != tuple(shape) or t.dtype != dtype:
                 raise ArchitectureMismatchError(
                     f"{where}: '{k}' in layer '{self.layer_of(k)}' is {tuple(t.shape)} {t.dtype}, "
-                    f"expected {tuple(shape)} {dtype}")
+                    f"expected {tuple(shape)} {dtype}"
+                )
 
     def check_features(self, features: Mapping[str, Tensor], batched: bool | None = None) -> None:
         for nt in self.node_types:
             if nt.key not in features:
-                raise ArchitectureMismatchError(f"node type '{nt.key}' (layer '{nt.path}') is missing")
+                raise ArchitectureMismatchError(
+                    f"node type '{nt.key}' (layer '{nt.path}') is missing"
+                )
             x = features[nt.key]
             if x.shape[-2:] != (nt.num_nodes, nt.width):
                 raise ArchitectureMismatchError(
                     f"node type '{nt.key}' (layer '{nt.path}') has features of shape {tuple(x.shape)}; "
-                    f"this architecture expects (..., {nt.num_nodes}, {nt.width})")
+                    f"this architecture expects (..., {nt.num_nodes}, {nt.width})"
+                )
             if batched is not None and (x.dim() == 3) != batched:
-                raise WeightGraphError(f"node type '{nt.key}': expected {'3' if batched else '2'}-d features")
+                raise WeightGraphError(
+                    f"node type '{nt.key}': expected {'3' if batched else '2'}-d features"
+                )
 
     # ------------------------------------------------------------------ state <-> features
     def features(self, state: Mapping[str, Tensor], *, check: bool = True) -> dict[str, Tensor]:
         """Node features ``{key: (N_t, D_t)}`` of one state dict (tensors are copied, never shared)."""
         return {k: x[0] for k, x in self.stack([state], check=check).items()}
 
-    def stack(self, states: Sequence[Mapping[str, Tensor]], *, check: bool = True) -> dict[str, Tensor]:
+    def stack(
+        self, states: Sequence[Mapping[str, Tensor]], *, check: bool = True
+    ) -> dict[str, Tensor]:
         """Batched features ``{key: (B, N_t, D_t)}`` of many state dicts of this architecture.
 
         One allocation per node type; every tensor is copied straight into its columns (no stacking).
@@ -280,8 +298,9 @@ class GraphLayout:
                 out[alias] = out[canon]
         return out
 
-    def state_dict(self, features: Mapping[str, Tensor], opaque: Mapping[str, Tensor] | None = None
-                   ) -> OrderedDict[str, Tensor]:
+    def state_dict(
+        self, features: Mapping[str, Tensor], opaque: Mapping[str, Tensor] | None = None
+    ) -> OrderedDict[str, Tensor]:
         """The original state dict (tensors only, original order) from one graph's features."""
         self.check_features(features, batched=False)
         tensors = self.unflatten(features, check=False)
@@ -294,29 +313,39 @@ class GraphLayout:
         return OrderedDict((k, tensors[k]) for k in self.state_keys)
 
     # ------------------------------------------------------------------ graphs
-    def graph(self, source: torch.nn.Module | Mapping[str, Tensor], *, check: bool = True) -> WeightGraph:
+    def graph(
+        self, source: torch.nn.Module | Mapping[str, Tensor], *, check: bool = True
+    ) -> WeightGraph:
         """Build the :class:`WeightGraph` of a module or state dict of this architecture."""
         from .graph import WeightGraph
 
         state = source.state_dict() if isinstance(source, torch.nn.Module) else source
         if not isinstance(state, Mapping):
-            raise WeightGraphError(f"expected an nn.Module or a state dict, got {type(source).__name__}")
+            raise WeightGraphError(
+                f"expected an nn.Module or a state dict, got {type(source).__name__}"
+            )
         features = self.features(state, check=check)
         opaque = {k: state[k].detach().clone() for k in self.opaque}
         return WeightGraph.from_features(self, features, opaque)
 
-    def graphs_from_stack(self, features: Mapping[str, Tensor],
-                          opaque: Sequence[Mapping[str, Tensor]] | None = None) -> list[WeightGraph]:
+    def graphs_from_stack(
+        self, features: Mapping[str, Tensor], opaque: Sequence[Mapping[str, Tensor]] | None = None
+    ) -> list[WeightGraph]:
         """Graphs from batched features ``{key: (B, N_t, D_t)}`` (e.g. generated weights)."""
         from .graph import WeightGraph
 
         self.check_features(features, batched=True)
         b = next(iter(features.values())).shape[0]
         if self.opaque and opaque is None:
-            raise WeightGraphError("this architecture has opaque tensors: pass them for every graph")
-        return [WeightGraph.from_features(self, {k: v[i] for k, v in features.items()},
-                                          dict(opaque[i]) if opaque else {}) for i in range(b)]
-
+            raise WeightGraphError(
+                "this architecture has opaque tensors: pass them for every graph"
+            )
+        return [
+            WeightGraph.from_features(
+                self, {k: v[i] for k, v in features.items()}, dict(opaque[i]) if opaque else {}
+            )
+            for i in range(b)
+        ]
 
 
 def _split(x: Tensor, dim: int, sizes: tuple[int, ...]) -> Tensor:

@@ -21,7 +21,7 @@ from .layout import Block, GraphLayout
 
 def _pair_shape(block: Block) -> tuple[int, int]:
     """(entries per node grouped as (P pairs, Q entries per pair)) for one block's columns."""
-    rest = [block.view[a] for a in block.perm[len(block.node_axes):]]
+    rest = [block.view[a] for a in block.perm[len(block.node_axes) :]]
     if block.role == "weight" and rest:
         p = rest[0]
         return p, block.width // p
@@ -39,7 +39,9 @@ class Normalizer:
         self.layout, self.mean, self.std = layout, dict(mean), dict(std)
 
     @classmethod
-    def fit_stacked(cls, layout: GraphLayout, features: Mapping[str, Tensor], eps: float = 1e-8) -> Normalizer:
+    def fit_stacked(
+        cls, layout: GraphLayout, features: Mapping[str, Tensor], eps: float = 1e-8
+    ) -> Normalizer:
         """Fit on batched features ``{key: (B, N_t, D_t)}`` of one architecture (e.g. a zoo archive)."""
         b = next(iter(features.values())).shape[0]
         flat = {k: features[k].reshape(-1, features[k].shape[-1]) for k in layout.node_keys}
@@ -58,13 +60,17 @@ class Normalizer:
             layout = graphs[0].layout
             for i, g in enumerate(graphs):
                 if g.layout.fingerprint != layout.fingerprint:
-                    raise ArchitectureMismatchError(f"graph #{i} is of another architecture than graph #0")
+                    raise ArchitectureMismatchError(
+                        f"graph #{i} is of another architecture than graph #0"
+                    )
             num_graphs = len(graphs)
             xs = {k: torch.cat([g[k].x for g in graphs]) for k in layout.node_keys}
         return cls._fit(layout, xs, num_graphs, eps)
 
     @classmethod
-    def _fit(cls, layout: GraphLayout, xs: Mapping[str, Tensor], num_graphs: int, eps: float) -> Normalizer:
+    def _fit(
+        cls, layout: GraphLayout, xs: Mapping[str, Tensor], num_graphs: int, eps: float
+    ) -> Normalizer:
         """``xs``: ``{key: (num_graphs * N_t, D_t)}``, graphs one after another."""
         mean, std = {}, {}
         for nt in layout.node_types:
@@ -87,16 +93,23 @@ class Normalizer:
 
     def transform(self, features: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Normalise ``{key: (..., N_t, D_t)}`` (any leading batch dims)."""
-        return {k: ((x.double() - self.mean[k]) / self.std[k]).to(x.dtype) for k, x in features.items()}
+        return {
+            k: ((x.double() - self.mean[k]) / self.std[k]).to(x.dtype) for k, x in features.items()
+        }
 
     def inverse(self, features: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Undo :meth:`transform`; differentiable."""
-        return {k: (x.double() * self.std[k] + self.mean[k]).to(x.dtype) for k, x in features.items()}
+        return {
+            k: (x.double() * self.std[k] + self.mean[k]).to(x.dtype) for k, x in features.items()
+        }
 
     def to(self, device: torch.device | str) -> Normalizer:
         """A copy whose statistics live on ``device``."""
-        return Normalizer(self.layout, {k: v.to(device) for k, v in self.mean.items()},
-                          {k: v.to(device) for k, v in self.std.items()})
+        return Normalizer(
+            self.layout,
+            {k: v.to(device) for k, v in self.mean.items()},
+            {k: v.to(device) for k, v in self.std.items()},
+        )
 
     def transform_graph(self, graph: WeightGraph) -> WeightGraph:
         return WeightGraph.from_features(graph.layout, self.transform(graph.features), graph.opaque)
@@ -108,5 +121,7 @@ class Normalizer:
         return {"mean": self.mean, "std": self.std}
 
     @classmethod
-    def from_state_dict(cls, layout: GraphLayout, state: Mapping[str, Mapping[str, Tensor]]) -> Normalizer:
+    def from_state_dict(
+        cls, layout: GraphLayout, state: Mapping[str, Mapping[str, Tensor]]
+    ) -> Normalizer:
         return cls(layout, state["mean"], state["std"])

@@ -31,12 +31,16 @@ class SequenceCodec:
         self.sizes = [nt.num_nodes * nt.width for nt in layout.node_types]
         self.tokens_per_layer = [math.ceil(s / token_size) for s in self.sizes]
         self.num_tokens = sum(self.tokens_per_layer)
-        self.layer_ids = torch.repeat_interleave(torch.arange(len(self.sizes)), torch.tensor(self.tokens_per_layer))
+        self.layer_ids = torch.repeat_interleave(
+            torch.arange(len(self.sizes)), torch.tensor(self.tokens_per_layer)
+        )
 
     def encode(self, features: Mapping[str, Tensor]) -> Tensor:
         """``{key: (*B, N_t, D_t)} -> (*B, S, token_size)``."""
         parts = []
-        for nt, size, n_tok in zip(self.layout.node_types, self.sizes, self.tokens_per_layer):
+        for nt, size, n_tok in zip(
+            self.layout.node_types, self.sizes, self.tokens_per_layer, strict=True
+        ):
             x = features[nt.key]
             flat = x.reshape(*x.shape[:-2], size)
             pad = n_tok * self.token_size - size
@@ -49,8 +53,10 @@ class SequenceCodec:
         """``(*B, S, token_size) -> {key: (*B, N_t, D_t)}`` (padding dropped)."""
         lead = tokens.shape[:-2]
         out, start = {}, 0
-        for nt, size, n_tok in zip(self.layout.node_types, self.sizes, self.tokens_per_layer):
-            chunk = tokens[..., start:start + n_tok, :].reshape(*lead, n_tok * self.token_size)
+        for nt, size, n_tok in zip(
+            self.layout.node_types, self.sizes, self.tokens_per_layer, strict=True
+        ):
+            chunk = tokens[..., start : start + n_tok, :].reshape(*lead, n_tok * self.token_size)
             out[nt.key] = chunk[..., :size].reshape(*lead, nt.num_nodes, nt.width)
             start += n_tok
         return out

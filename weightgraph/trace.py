@@ -64,8 +64,9 @@ class _LeafTracer(fx.Tracer):
         return super().is_leaf_module(m, qualname) and not has_state
 
 
-def capture(module: nn.Module, handled: set[str], example_inputs: Sequence[Any] | None,
-            method: str = "auto") -> Capture:
+def capture(
+    module: nn.Module, handled: set[str], example_inputs: Sequence[Any] | None, method: str = "auto"
+) -> Capture:
     """Trace ``module`` keeping the ``handled`` layer paths as units.
 
     Args:
@@ -95,7 +96,9 @@ def capture(module: nn.Module, handled: set[str], example_inputs: Sequence[Any] 
                 shapes = [tuple(x.shape) for x in example_inputs if isinstance(x, torch.Tensor)]
                 hint = f" (with an inferred example input of shape {shapes}; pass example_inputs=... to fix)"
             errors.append(f"torch.export.export{hint}: {type(e).__name__}: {str(e)[:400]}")
-    raise TraceError(f"could not capture the data flow of {type(module).__name__}:\n  " + "\n  ".join(errors))
+    raise TraceError(
+        f"could not capture the data flow of {type(module).__name__}:\n  " + "\n  ".join(errors)
+    )
 
 
 def _capture_fx(module: nn.Module, handled: set[str]) -> Capture:
@@ -147,11 +150,24 @@ def infer_example_inputs(module: nn.Module) -> tuple[torch.Tensor, ...]:
     ``ConvNd`` and ``Embedding``. Candidate sizes are checked on a meta-device copy, so the
     module itself never runs (and BatchNorm statistics never move).
     """
-    first = next((m for m in module.modules() if next(m.parameters(recurse=False), None) is not None
-                  or _is_neuralop_model(m)), None)
+    first = next(
+        (
+            m
+            for m in module.modules()
+            if next(m.parameters(recurse=False), None) is not None or _is_neuralop_model(m)
+        ),
+        None,
+    )
     kw = getattr(module, "_init_kwargs", None)
-    if not isinstance(kw, dict) and hasattr(module, "in_channels") and hasattr(module, "uno_n_modes"):
-        kw = {"in_channels": module.in_channels, "uno_n_modes": module.uno_n_modes}  # neuraloperator UNO
+    if (
+        not isinstance(kw, dict)
+        and hasattr(module, "in_channels")
+        and hasattr(module, "uno_n_modes")
+    ):
+        kw = {
+            "in_channels": module.in_channels,
+            "uno_n_modes": module.uno_n_modes,
+        }  # neuraloperator UNO
     try:
         p = next(module.parameters())
         dtype = p.dtype if p.is_floating_point() else torch.float32
@@ -164,7 +180,9 @@ def infer_example_inputs(module: nn.Module) -> tuple[torch.Tensor, ...]:
         modes = kw.get("n_modes") or (kw.get("uno_n_modes") or [[16]])[0]
         nd = len(modes)
         base = max(8, 2 * max(int(m) for m in modes))
-        candidates = [(1, kw["in_channels"]) + (s,) * nd for s in sorted({base, 2 * base, 4 * base, 64})]
+        candidates = [
+            (1, kw["in_channels"]) + (s,) * nd for s in sorted({base, 2 * base, 4 * base, 64})
+        ]
     elif isinstance(first, nn.Linear):
         candidates = [(2, first.in_features)]
     elif isinstance(first, nn.modules.conv._ConvNd):
@@ -173,7 +191,9 @@ def infer_example_inputs(module: nn.Module) -> tuple[torch.Tensor, ...]:
         candidates = [(1, cin) + (s,) * nd for s in _SIZES] + [(1, cin) + (28,) * nd]
     elif isinstance(first, nn.Embedding):
         candidates, long_input = [(1, 8)], True
-    inputs = [torch.randint(0, 2, s) if long_input else torch.randn(s, dtype=dtype) for s in candidates]
+    inputs = [
+        torch.randint(0, 2, s) if long_input else torch.randn(s, dtype=dtype) for s in candidates
+    ]
     for x in inputs:
         if _runs_on_meta(module, x):
             return (x.to(device),)
@@ -182,7 +202,8 @@ def infer_example_inputs(module: nn.Module) -> tuple[torch.Tensor, ...]:
     raise WeightGraphError(
         f"cannot infer an example input for {type(module).__name__} "
         f"(first parameterised layer: {type(first).__name__ if first is not None else None}); "
-        "pass example_inputs=(tensor, ...) to from_module / compile_layout")
+        "pass example_inputs=(tensor, ...) to from_module / compile_layout"
+    )
 
 
 def _is_neuralop_model(m: nn.Module) -> bool:

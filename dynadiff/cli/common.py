@@ -17,5 +17,10 @@ def make_run(cfg: DictConfig) -> Run:
     plain = to_plain(cfg)
     set_threads(plain.get("threads"))
     device = resolve_device(plain.get("device", "cpu"))
-    return Run(plain, ArtifactLayout.from_config(plain), device, bool(plain["progress"]),
-               Path(HydraConfig.get().runtime.output_dir))
+    return Run(
+        plain,
+        ArtifactLayout.from_config(plain),
+        device,
+        bool(plain["progress"]),
+        Path(HydraConfig.get().runtime.output_dir),
+    )

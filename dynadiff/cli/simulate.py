@@ -21,11 +21,15 @@ def main(cfg: DictConfig) -> dict:
     run = make_run(cfg)
     summary = simulate(run, seed=cfg.seed, shard=parse_shard(cfg.shard))
     if cfg.plot:
-        summary["plot"] = str(plot_environments(run.layout.data_dir, run.layout.data_dir / "environments.png"))
-    print(f"{summary['system']} ({summary['preset']}): {summary['environments']} environments "
-          f"({summary['seen']} seen), {summary['written']} written, {summary['skipped']} already valid, "
-          f"{summary['bytes'] / 2**20:.1f} MiB in {summary['dir']}, {summary['seconds']:.1f} s"
-          + (f"; snapshots: {summary['plot']}" if cfg.plot else ""))
+        summary["plot"] = str(
+            plot_environments(run.layout.data_dir, run.layout.data_dir / "environments.png")
+        )
+    print(
+        f"{summary['system']} ({summary['preset']}): {summary['environments']} environments "
+        f"({summary['seen']} seen), {summary['written']} written, {summary['skipped']} already valid, "
+        f"{summary['bytes'] / 2**20:.1f} MiB in {summary['dir']}, {summary['seconds']:.1f} s"
+        + (f"; snapshots: {summary['plot']}" if cfg.plot else "")
+    )
     log.info(json.dumps(summary))
     return summary
 

@@ -33,8 +33,10 @@ def main(cfg: DictConfig) -> dict:
             builder.base()
         elif stage == "experts":
             summary["experts"] = e = builder.experts(shard)
-            print(f"experts: {e['trained']} trained, {e['skipped']} already done, {e['minutes']:.2f} min "
-                  f"({e['experts_per_min']:.1f} experts/min)")
+            print(
+                f"experts: {e['trained']} trained, {e['skipped']} already done, {e['minutes']:.2f} min "
+                f"({e['experts_per_min']:.1f} experts/min)"
+            )
         elif stage == "baselines":
             summary["one_per_env"] = builder.one_per_env(shard)
             builder.one_for_all()
@@ -42,16 +44,25 @@ def main(cfg: DictConfig) -> dict:
             summary["archive"] = str(consolidate_zoo(run, builder))
         elif stage == "evaluate":
             methods = builder.methods()
-            results = evaluate(methods, builder.data, horizon=int(cfg.system.eval.horizon), obs_len=int(cfg.eval.obs_len),
-                               max_traj=cfg.eval.max_traj, progress=run.progress)
+            results = evaluate(
+                methods,
+                builder.data,
+                horizon=int(cfg.system.eval.horizon),
+                obs_len=int(cfg.eval.obs_len),
+                max_traj=cfg.eval.max_traj,
+                progress=run.progress,
+            )
             save_results(results, run.run_dir)
             save_figures(results, methods, builder.data, run.run_dir)
             print(markdown_table(results))
             summary["results"] = str(run.run_dir / "results.json")
         summary[f"{stage}_seconds"] = time.perf_counter() - t
     summary["total_seconds"] = time.perf_counter() - t0
-    print("stage seconds: " + ", ".join(f"{s} {summary[f'{s}_seconds']:.1f}" for s in stages)
-          + f"; total {summary['total_seconds']:.1f} s")
+    print(
+        "stage seconds: "
+        + ", ".join(f"{s} {summary[f'{s}_seconds']:.1f}" for s in stages)
+        + f"; total {summary['total_seconds']:.1f} s"
+    )
     return summary
 
 

@@ -29,8 +29,15 @@ class EnvironmentDataset(TorchDataset):
     HDF5 files are opened lazily, once per worker process.
     """
 
-    def __init__(self, root: str | Path, envs: str | Sequence[int] = "seen", split: str = "train", window: int = 1,
-                 horizon: int = 1, max_start: int | None = None):
+    def __init__(
+        self,
+        root: str | Path,
+        envs: str | Sequence[int] = "seen",
+        split: str = "train",
+        window: int = 1,
+        horizon: int = 1,
+        max_start: int | None = None,
+    ):
         self.manifest = Manifest.load(root)
         self.envs = self.manifest.select(envs)
         if split not in ("train", "test"):
@@ -59,9 +66,9 @@ class EnvironmentDataset(TorchDataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         e, t, s = (int(v) for v in self.index[i])
-        frames = self._file(e)["fields"][t, s:s + self.window + self.horizon]
+        frames = self._file(e)["fields"][t, s : s + self.window + self.horizon]
         x = torch.from_numpy(frames[: self.window])
-        y = torch.from_numpy(frames[self.window:])
+        y = torch.from_numpy(frames[self.window :])
         return x, y, e
 
     def __getstate__(self):  # h5py handles do not cross process boundaries
@@ -86,7 +93,9 @@ class Dataset:
         self.manifest = Manifest.load(self.root)
         first = self.manifest.path(self.manifest.seen[0])
         if not first.exists():
-            raise DatasetError(f"{first} is missing; run dynadiff-simulate (or dynadiff demo) first")
+            raise DatasetError(
+                f"{first} is missing; run dynadiff-simulate (or dynadiff demo) first"
+            )
         with h5py.File(first, "r") as f:
             self.n_time = int(f["fields"].shape[1])
             self.frame_shape = tuple(int(s) for s in f["fields"].shape[2:])  # (C, H, W) or (D,)
@@ -123,8 +132,12 @@ class Dataset:
             stored = read_json(path)
             if stored is None or stored.get("data") != key:
                 mean, std = self._channel_stats(self.manifest.seen)
-                stored = {"mean": mean.tolist(), "std": std.tolist(), "data": key,
-                          "envs": "training trajectories of the seen environments"}
+                stored = {
+                    "mean": mean.tolist(),
+                    "std": std.tolist(),
+                    "data": key,
+                    "envs": "training trajectories of the seen environments",
+                }
                 write_json(path, stored)
             self._stats = torch.tensor(stored["mean"]), torch.tensor(stored["std"])
         return self._stats
@@ -158,8 +171,14 @@ class Dataset:
         x = torch.from_numpy(np.ascontiguousarray(data))
         return self.normalize(x) if normalized else x
 
-    def observations(self, env: int, length: int = 10, traj: int = 0, split: str = "test",
-                     normalized: bool = False) -> torch.Tensor:
+    def observations(
+        self,
+        env: int,
+        length: int = 10,
+        traj: int = 0,
+        split: str = "test",
+        normalized: bool = False,
+    ) -> torch.Tensor:
         """The first ``length`` frames ``(L, C, H, W)`` of a trajectory: what the prompter sees."""
         self._check_env(env)
         with h5py.File(self.manifest.path(env), "r") as f:
@@ -172,8 +191,9 @@ class Dataset:
             x = torch.from_numpy(f["fields"][t, :length])
         return self.normalize(x) if normalized else x
 
-    def pairs(self, envs: Sequence[int], split: str, t_start: int = 0, t_stop: int | None = None
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+    def pairs(
+        self, envs: Sequence[int], split: str, t_start: int = 0, t_stop: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised one-step pairs ``(x_t, x_{t+1})``, each ``(N, C, ...)``, for
         ``t_start <= t < t_stop - 1`` of every trajectory of ``envs``."""
         xs, ys = [], []
@@ -195,13 +215,15 @@ class Dataset:
     def _check_env(self, env: int) -> None:
         n = len(self.manifest.environments)
         if not 0 <= int(env) < n:
-            raise IndexError(f"environment index {env} is out of range: {self.root} has environments 0..{n - 1}")
+            raise IndexError(
+                f"environment index {env} is out of range: {self.root} has environments 0..{n - 1}"
+            )
 
 
-def normalise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, channel_dim: int = -3) -> torch.Tensor:
+def normalise(
+    x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, channel_dim: int = -3
+) -> torch.Tensor:
     """``(x - mean_c) / std_c`` along ``channel_dim`` (-3 for ``(..., C, H, W)``, -1 for ODE states)."""
     shape = [1] * x.dim()
     shape[channel_dim] = -1
     return (x - mean.view(shape)) / std.view(shape)
-
-

@@ -18,14 +18,19 @@ def grid_values(spec: Mapping[str, Any]) -> list[float]:
     """``{values: [...]}`` or ``{start, stop, num, endpoint=True}`` (linspace)."""
     if "values" in spec:
         return [float(v) for v in spec["values"]]
-    vals = np.linspace(spec["start"], spec["stop"], int(spec["num"]), endpoint=bool(spec.get("endpoint", True)))
+    vals = np.linspace(
+        spec["start"], spec["stop"], int(spec["num"]), endpoint=bool(spec.get("endpoint", True))
+    )
     return [float(round(v, 12)) for v in vals]
 
 
 def environment_grid(spec: Mapping[str, Mapping[str, Any]]) -> list[dict[str, float]]:
     """Cartesian product of the per-parameter grids, first parameter slowest."""
     names = list(spec)
-    return [dict(zip(names, combo)) for combo in itertools.product(*(grid_values(spec[n]) for n in names))]
+    return [
+        dict(zip(names, combo, strict=True))
+        for combo in itertools.product(*(grid_values(spec[n]) for n in names))
+    ]
 
 
 def choose_seen(n_env: int, n_seen: int, seed: int) -> list[int]:
@@ -64,15 +69,26 @@ class Manifest:
 
     def select(self, which: str | list[int]) -> list[int]:
         if isinstance(which, str):
-            return {"seen": self.seen, "unseen": self.unseen, "all": list(range(len(self.environments)))}[which]
+            return {
+                "seen": self.seen,
+                "unseen": self.unseen,
+                "all": list(range(len(self.environments))),
+            }[which]
         return list(which)
 
     def params(self, i: int) -> np.ndarray:
         return np.array([self.environments[i][p] for p in self.env_params], dtype=np.float32)
 
     def save(self) -> None:
-        data = {"system": self.system, "preset": self.preset, "env_params": self.env_params,
-                "environments": self.environments, "seen": self.seen, "unseen": self.unseen, "config": self.config}
+        data = {
+            "system": self.system,
+            "preset": self.preset,
+            "env_params": self.env_params,
+            "environments": self.environments,
+            "seen": self.seen,
+            "unseen": self.unseen,
+            "config": self.config,
+        }
         write_text(self.root / "manifest.json", json.dumps(data, indent=1))
 
     @classmethod
@@ -80,6 +96,16 @@ class Manifest:
         root = Path(root)
         path = root / "manifest.json"
         if not path.exists():
-            raise DatasetError(f"{root} is not a dataset directory (no manifest.json); run dynadiff-simulate first")
+            raise DatasetError(
+                f"{root} is not a dataset directory (no manifest.json); run dynadiff-simulate first"
+            )
         d = json.loads(path.read_text())
-        return cls(root, d["system"], d["preset"], d["env_params"], d["environments"], d["seen"], d["config"])
+        return cls(
+            root,
+            d["system"],
+            d["preset"],
+            d["env_params"],
+            d["environments"],
+            d["seen"],
+            d["config"],
+        )

@@ -27,8 +27,14 @@ def build_system(sim_cfg: Mapping[str, Any]) -> System:
     return SYSTEMS[name](**cfg)
 
 
-def simulate_dataset(system_cfg: Mapping[str, Any], out_dir: str | Path, preset: str, seed: int = 0,
-                     shard: tuple[int, int] = (0, 1), progress: bool = True) -> dict[str, Any]:
+def simulate_dataset(
+    system_cfg: Mapping[str, Any],
+    out_dir: str | Path,
+    preset: str,
+    seed: int = 0,
+    shard: tuple[int, int] = (0, 1),
+    progress: bool = True,
+) -> dict[str, Any]:
     """Simulate and write the environments of one system config (``shard = (i, n)``: every n-th from i).
 
     Files already present with the same config and seed and passing validation are skipped; stale
@@ -37,13 +43,18 @@ def simulate_dataset(system_cfg: Mapping[str, Any], out_dir: str | Path, preset:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     envs = environment_grid(system_cfg["environments"])
-    seen = choose_seen(len(envs), int(system_cfg["split"]["n_seen"]), int(system_cfg["split"]["seed"]))
+    seen = choose_seen(
+        len(envs), int(system_cfg["split"]["n_seen"]), int(system_cfg["split"]["seed"])
+    )
     config = json.loads(json.dumps(dict(system_cfg)))  # plain JSON types
     simulator = build_system(system_cfg["simulator"])
     manifest = Manifest(out, simulator.name, preset, list(simulator.env_params), envs, seen, config)
     manifest.save()
-    n_train, n_test = int(system_cfg["trajectories"]["n_train"]), int(system_cfg["trajectories"]["n_test"])
-    todo = list(range(len(envs)))[shard[0]::shard[1]]
+    n_train, n_test = (
+        int(system_cfg["trajectories"]["n_train"]),
+        int(system_cfg["trajectories"]["n_test"]),
+    )
+    todo = list(range(len(envs)))[shard[0] :: shard[1]]
     written, skipped, t0 = [], [], time.perf_counter()
     bar = tqdm(todo, desc=f"simulate {simulator.name} ({preset})", unit="env", disable=not progress)
     for i in bar:
@@ -54,17 +65,36 @@ def simulate_dataset(system_cfg: Mapping[str, Any], out_dir: str | Path, preset:
         s = env_seed(seed, i)
         sim = simulator.simulate(envs[i], n_train + n_test, np.random.default_rng(s))
         if not np.isfinite(sim.fields).all():
-            raise FloatingPointError(f"{simulator.name}: non-finite values in environment {i} {envs[i]}")
-        write_environment(path, sim, env=envs[i], env_index=i, split=manifest.split_of(i), n_train=n_train,
-                          seed=seed, generator=f"{type(simulator).__module__}.{type(simulator).__qualname__}",
-                          config=config, system=simulator.name)
+            raise FloatingPointError(
+                f"{simulator.name}: non-finite values in environment {i} {envs[i]}"
+            )
+        write_environment(
+            path,
+            sim,
+            env=envs[i],
+            env_index=i,
+            split=manifest.split_of(i),
+            n_train=n_train,
+            seed=seed,
+            generator=f"{type(simulator).__module__}.{type(simulator).__qualname__}",
+            config=config,
+            system=simulator.name,
+        )
         written.append(i)
         bar.set_postfix(env=i)
     seconds = time.perf_counter() - t0
     files = [manifest.path(i) for i in todo]
-    return {"dir": str(out), "system": simulator.name, "preset": preset, "environments": len(envs),
-            "seen": len(seen), "written": len(written), "skipped": len(skipped),
-            "bytes": sum(p.stat().st_size for p in files if p.exists()), "seconds": seconds}
+    return {
+        "dir": str(out),
+        "system": simulator.name,
+        "preset": preset,
+        "environments": len(envs),
+        "seen": len(seen),
+        "written": len(written),
+        "skipped": len(skipped),
+        "bytes": sum(p.stat().st_size for p in files if p.exists()),
+        "seconds": seconds,
+    }
 
 
 def _up_to_date(path: Path, config: Mapping[str, Any], seed: int) -> bool:
@@ -74,7 +104,9 @@ def _up_to_date(path: Path, config: Mapping[str, Any], seed: int) -> bool:
     return attrs.get("config") == config and attrs.get("seed") == seed
 
 
-def plot_environments(root: str | Path, path: str | Path, n_envs: int = 4, channel: int = 0, traj: int = 0) -> Path:
+def plot_environments(
+    root: str | Path, path: str | Path, n_envs: int = 4, channel: int = 0, traj: int = 0
+) -> Path:
     """PNG grid: rows are environments (spread over the grid), columns are snapshots in time."""
     import matplotlib
 
@@ -85,16 +117,27 @@ def plot_environments(root: str | Path, path: str | Path, n_envs: int = 4, chann
 
     data = Dataset(root)
     m = data.manifest
-    picks = np.unique(np.linspace(0, len(m.environments) - 1, min(n_envs, len(m.environments))).round().astype(int))
+    picks = np.unique(
+        np.linspace(0, len(m.environments) - 1, min(n_envs, len(m.environments)))
+        .round()
+        .astype(int)
+    )
     first = data.trajectories(int(picks[0]), "train")
     n_time = first.shape[1]
     cols = sorted({0, n_time // 3, 2 * n_time // 3, n_time - 1})
     ode = first.dim() == 3
-    fig, axes = plt.subplots(len(picks), 1 if ode else len(cols), figsize=(2.6 * (1 if ode else len(cols)) + (3 if ode else 0),
-                                                                          2.3 * len(picks)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(picks),
+        1 if ode else len(cols),
+        figsize=(2.6 * (1 if ode else len(cols)) + (3 if ode else 0), 2.3 * len(picks)),
+        squeeze=False,
+    )
     for r, e in enumerate(picks):
         frames = data.trajectories(int(e), "train")[traj].numpy()
-        label = ", ".join(f"{k}={v:.3g}" for k, v in m.environments[e].items()) + f" ({m.split_of(int(e))})"
+        label = (
+            ", ".join(f"{k}={v:.3g}" for k, v in m.environments[e].items())
+            + f" ({m.split_of(int(e))})"
+        )
         if ode:
             ax = axes[r, 0]
             ax.plot(frames[:, 0], frames[:, 1])

@@ -28,27 +28,74 @@ from ..io import atomic_path
 from .systems.base import Simulation
 
 SCHEMA_VERSION = 1
-REQUIRED_ATTRS = ("schema_version", "dataset_name", "grid_type", "n_spatial_dims", "n_trajectories", "n_train",
-                  "n_test", "simulation_parameters", "channels", "env_index", "split", "seed", "generator",
-                  "config", "library_version", "complete")
+REQUIRED_ATTRS = (
+    "schema_version",
+    "dataset_name",
+    "grid_type",
+    "n_spatial_dims",
+    "n_trajectories",
+    "n_train",
+    "n_test",
+    "simulation_parameters",
+    "channels",
+    "env_index",
+    "split",
+    "seed",
+    "generator",
+    "config",
+    "library_version",
+    "complete",
+)
 
 
 class DatasetError(ValueError):
     """A data file or dataset directory that does not satisfy the schema."""
 
 
-def write_environment(path: str | Path, sim: Simulation, *, env: Mapping[str, float], env_index: int, split: str,
-                      n_train: int, seed: int, generator: str, config: Mapping[str, Any], system: str) -> Path:
+def write_environment(
+    path: str | Path,
+    sim: Simulation,
+    *,
+    env: Mapping[str, float],
+    env_index: int,
+    split: str,
+    n_train: int,
+    seed: int,
+    generator: str,
+    config: Mapping[str, Any],
+    system: str,
+) -> Path:
     """Write one environment atomically: to a unique temporary name, then rename (a crash never
     leaves a file that looks complete; ``complete`` is the last attribute written)."""
     with atomic_path(path) as tmp:
-        _write(tmp, sim, env=env, env_index=env_index, split=split, n_train=n_train, seed=seed,
-               generator=generator, config=config, system=system)
+        _write(
+            tmp,
+            sim,
+            env=env,
+            env_index=env_index,
+            split=split,
+            n_train=n_train,
+            seed=seed,
+            generator=generator,
+            config=config,
+            system=system,
+        )
     return Path(path)
 
 
-def _write(tmp: Path, sim: Simulation, *, env: Mapping[str, float], env_index: int, split: str, n_train: int,
-           seed: int, generator: str, config: Mapping[str, Any], system: str) -> None:
+def _write(
+    tmp: Path,
+    sim: Simulation,
+    *,
+    env: Mapping[str, float],
+    env_index: int,
+    split: str,
+    n_train: int,
+    seed: int,
+    generator: str,
+    config: Mapping[str, Any],
+    system: str,
+) -> None:
     fields = np.ascontiguousarray(sim.fields, dtype=np.float32)
     n_traj, n_time = fields.shape[:2]
     spatial = list(sim.coords)
@@ -70,10 +117,20 @@ def _write(tmp: Path, sim: Simulation, *, env: Mapping[str, float], env_index: i
         if spatial:
             _well_views(f, sim, fields.shape)
         attrs = {
-            "schema_version": SCHEMA_VERSION, "dataset_name": system, "grid_type": "cartesian",
-            "n_spatial_dims": len(spatial), "n_trajectories": n_traj, "n_train": n_train, "n_test": n_traj - n_train,
-            "simulation_parameters": list(env), "channels": list(sim.channels), "env_index": env_index,
-            "split": split, "seed": seed, "generator": generator, "config": json.dumps(config, sort_keys=True),
+            "schema_version": SCHEMA_VERSION,
+            "dataset_name": system,
+            "grid_type": "cartesian",
+            "n_spatial_dims": len(spatial),
+            "n_trajectories": n_traj,
+            "n_train": n_train,
+            "n_test": n_traj - n_train,
+            "simulation_parameters": list(env),
+            "channels": list(sim.channels),
+            "env_index": env_index,
+            "split": split,
+            "seed": seed,
+            "generator": generator,
+            "config": json.dumps(config, sort_keys=True),
             "library_version": __version__,
         }
         for k, v in attrs.items():
@@ -105,8 +162,13 @@ def _virtual_dataset(group: h5py.Group, name: str, layout: h5py.VirtualLayout) -
     dcpl = layout._get_dcpl(group.file.filename)
     dcpl.set_obj_track_times(False)
     space = h5py.h5s.create_simple(layout.shape)
-    dsid = h5py.h5d.create(group.id, name.encode(), h5py.h5t.py_create(np.dtype(layout.dtype), logical=1), space,
-                           dcpl=dcpl)
+    dsid = h5py.h5d.create(
+        group.id,
+        name.encode(),
+        h5py.h5t.py_create(np.dtype(layout.dtype), logical=1),
+        space,
+        dcpl=dcpl,
+    )
     return h5py.Dataset(dsid)
 
 
@@ -132,30 +194,46 @@ def validate_file(path: str | Path, check_values: bool = True) -> list[str]:
         if ds.dtype != np.float32:
             problems.append(f"{path}: /fields has dtype {ds.dtype}, expected float32")
         if ds.ndim not in (3, 5):
-            problems.append(f"{path}: /fields has {ds.ndim} dims, expected 5 (n_traj, n_time, C, H, W) or 3 (ODE)")
+            problems.append(
+                f"{path}: /fields has {ds.ndim} dims, expected 5 (n_traj, n_time, C, H, W) or 3 (ODE)"
+            )
         if "n_trajectories" in f.attrs and ds.shape[0] != f.attrs["n_trajectories"]:
-            problems.append(f"{path}: /fields holds {ds.shape[0]} trajectories, attribute says {f.attrs['n_trajectories']}")
-        if "n_train" in f.attrs and "n_test" in f.attrs and f.attrs["n_train"] + f.attrs["n_test"] != ds.shape[0]:
+            problems.append(
+                f"{path}: /fields holds {ds.shape[0]} trajectories, attribute says {f.attrs['n_trajectories']}"
+            )
+        if (
+            "n_train" in f.attrs
+            and "n_test" in f.attrs
+            and f.attrs["n_train"] + f.attrs["n_test"] != ds.shape[0]
+        ):
             problems.append(f"{path}: n_train + n_test != number of trajectories {ds.shape[0]}")
         if "channels" in f.attrs and ds.ndim >= 3 and len(f.attrs["channels"]) != ds.shape[2]:
-            problems.append(f"{path}: {len(f.attrs['channels'])} channel names for {ds.shape[2]} channels")
+            problems.append(
+                f"{path}: {len(f.attrs['channels'])} channel names for {ds.shape[2]} channels"
+            )
         if "dimensions/time" not in f:
             problems.append(f"{path}: no /dimensions/time")
         elif f["dimensions/time"].shape[0] != ds.shape[1]:
-            problems.append(f"{path}: /dimensions/time has {f['dimensions/time'].shape[0]} entries, /fields {ds.shape[1]} frames")
+            problems.append(
+                f"{path}: /dimensions/time has {f['dimensions/time'].shape[0]} entries, /fields {ds.shape[1]} frames"
+            )
         if ds.ndim == 5 and "dimensions" in f:
-            for axis, size in zip(("y", "x"), ds.shape[3:]):
+            for axis, size in zip(("y", "x"), ds.shape[3:], strict=True):
                 if axis not in f["dimensions"] or f["dimensions"][axis].shape[0] != size:
                     problems.append(f"{path}: /dimensions/{axis} missing or not of length {size}")
         for p in f.attrs.get("simulation_parameters", []):
             if p not in f.attrs or f"scalars/{p}" not in f:
-                problems.append(f"{path}: environment parameter '{p}' missing from attributes or /scalars")
+                problems.append(
+                    f"{path}: environment parameter '{p}' missing from attributes or /scalars"
+                )
         if check_values and not problems:
             for i in range(ds.shape[0]):
                 bad = ~np.isfinite(ds[i])
                 if bad.any():
                     t = int(np.argwhere(bad)[0][0])
-                    problems.append(f"{path}: non-finite values in trajectory {i} (first at frame {t})")
+                    problems.append(
+                        f"{path}: non-finite values in trajectory {i} (first at frame {t})"
+                    )
                     break
     return problems
 

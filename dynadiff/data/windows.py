@@ -37,11 +37,19 @@ class ObservationBank:
             the out-domain gap closure from 0.79 to 0.96, docs/generator.md).
     """
 
-    def __init__(self, data: Dataset, envs: Sequence[int], obs_len: int, first_frames_only: bool = False,
-                 symmetry: Sequence[str] = ()):
+    def __init__(
+        self,
+        data: Dataset,
+        envs: Sequence[int],
+        obs_len: int,
+        first_frames_only: bool = False,
+        symmetry: Sequence[str] = (),
+    ):
         unknown = sorted(set(symmetry) - set(AXES))
         if unknown:
-            raise ValueError(f"translation_symmetry: unknown axes {unknown}; allowed {sorted(AXES)}")
+            raise ValueError(
+                f"translation_symmetry: unknown axes {unknown}; allowed {sorted(AXES)}"
+            )
         self.obs_len, self.first = obs_len, first_frames_only
         self.shift_axes = tuple(AXES[a] for a in symmetry)
         self.traj = {int(e): data.trajectories(int(e), "train", normalized=True) for e in envs}
@@ -56,11 +64,15 @@ class ObservationBank:
         for e in envs.tolist():
             t = self.traj[int(e)]
             i = int(torch.randint(t.shape[0], (1,), generator=g))
-            s = 0 if self.first else int(torch.randint(t.shape[1] - self.obs_len + 1, (1,), generator=g))
-            out.append(t[i, s:s + self.obs_len])
+            s = (
+                0
+                if self.first
+                else int(torch.randint(t.shape[1] - self.obs_len + 1, (1,), generator=g))
+            )
+            out.append(t[i, s : s + self.obs_len])
         lengths = torch.randint(1, self.obs_len + 1, (len(out),), generator=g)
         return random_shifts(torch.stack(out), self.shift_axes, g), lengths
 
     def full(self, envs: Sequence[int]) -> Tensor:
         """The first ``L`` frames of every training trajectory of ``envs`` (for prompt statistics)."""
-        return torch.cat([self.traj[e][:, :self.obs_len] for e in envs])
+        return torch.cat([self.traj[e][:, : self.obs_len] for e in envs])

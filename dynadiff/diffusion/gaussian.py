@@ -31,30 +31,55 @@ class GaussianDiffusion:
         schedule: ``"linear"`` or ``"cosine"``; ``schedule_kwargs`` go to the schedule.
     """
 
-    def __init__(self, num_steps: int = 1000, schedule: str = "linear", prediction: str = "eps", **schedule_kwargs):
+    def __init__(
+        self,
+        num_steps: int = 1000,
+        schedule: str = "linear",
+        prediction: str = "eps",
+        **schedule_kwargs,
+    ):
         if prediction not in ("eps", "x0", "v"):
             raise ValueError(f"prediction must be 'eps', 'x0' or 'v', got {prediction!r}")
         self.num_steps, self.prediction = num_steps, prediction
         self.betas = make_betas(schedule, num_steps, **schedule_kwargs)
         self.alphas = 1.0 - self.betas
         self.alphas_cumprod = torch.cumprod(self.alphas, 0)
-        self.alphas_cumprod_prev = torch.cat([torch.ones(1, dtype=torch.float64), self.alphas_cumprod[:-1]])
+        self.alphas_cumprod_prev = torch.cat(
+            [torch.ones(1, dtype=torch.float64), self.alphas_cumprod[:-1]]
+        )
         self.sqrt_alphas_cumprod = self.alphas_cumprod.sqrt()
         self.sqrt_one_minus_alphas_cumprod = (1 - self.alphas_cumprod).sqrt()
         # posterior q(x_{t-1} | x_t, x_0)
-        self.posterior_variance = self.betas * (1 - self.alphas_cumprod_prev) / (1 - self.alphas_cumprod)
-        self.posterior_log_variance = torch.log(torch.cat([self.posterior_variance[1:2], self.posterior_variance[1:]]))
-        self.posterior_mean_coef1 = self.betas * self.alphas_cumprod_prev.sqrt() / (1 - self.alphas_cumprod)
-        self.posterior_mean_coef2 = (1 - self.alphas_cumprod_prev) * self.alphas.sqrt() / (1 - self.alphas_cumprod)
+        self.posterior_variance = (
+            self.betas * (1 - self.alphas_cumprod_prev) / (1 - self.alphas_cumprod)
+        )
+        self.posterior_log_variance = torch.log(
+            torch.cat([self.posterior_variance[1:2], self.posterior_variance[1:]])
+        )
+        self.posterior_mean_coef1 = (
+            self.betas * self.alphas_cumprod_prev.sqrt() / (1 - self.alphas_cumprod)
+        )
+        self.posterior_mean_coef2 = (
+            (1 - self.alphas_cumprod_prev) * self.alphas.sqrt() / (1 - self.alphas_cumprod)
+        )
 
     # ------------------------------------------------------------------ training
     def q_sample(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
         """``x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps``."""
-        return (_extract(self.sqrt_alphas_cumprod, t, x0.dim()) * x0
-                + _extract(self.sqrt_one_minus_alphas_cumprod, t, x0.dim()) * noise)
+        return (
+            _extract(self.sqrt_alphas_cumprod, t, x0.dim()) * x0
+            + _extract(self.sqrt_one_minus_alphas_cumprod, t, x0.dim()) * noise
+        )
 
-    def training_loss(self, model: Model, x0: Tensor, t: Tensor | None = None, noise: Tensor | None = None,
-                      generator: torch.Generator | None = None, **model_kwargs) -> Tensor:
+    def training_loss(
+        self,
+        model: Model,
+        x0: Tensor,
+        t: Tensor | None = None,
+        noise: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        **model_kwargs,
+    ) -> Tensor:
         """Per-sample MSE between the model output and its target (noise, x_0 or v): ``(B,)``."""
         # Draws happen where the generator lives (a CPU generator keeps runs reproducible on any device).
         if t is None:
@@ -67,8 +92,10 @@ class GaussianDiffusion:
         elif self.prediction == "x0":
             target = x0
         else:
-            target = (_extract(self.sqrt_alphas_cumprod, t, x0.dim()) * noise
-                      - _extract(self.sqrt_one_minus_alphas_cumprod, t, x0.dim()) * x0)
+            target = (
+                _extract(self.sqrt_alphas_cumprod, t, x0.dim()) * noise
+                - _extract(self.sqrt_one_minus_alphas_cumprod, t, x0.dim()) * x0
+            )
         return (out - target).pow(2).flatten(1).mean(1)
 
     def x0_and_eps(self, x_t: Tensor, t: Tensor, out: Tensor) -> tuple[Tensor, Tensor]:
@@ -83,14 +110,24 @@ class GaussianDiffusion:
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
-    def ddpm_sample(self, model: Model, shape: tuple[int, ...], *, generator: torch.Generator | None = None,
-                    device=None, **model_kwargs) -> Tensor:
+    def ddpm_sample(
+        self,
+        model: Model,
+        shape: tuple[int, ...],
+        *,
+        generator: torch.Generator | None = None,
+        device=None,
+        **model_kwargs,
+    ) -> Tensor:
         """Ancestral sampling over all ``num_steps`` steps."""
         x = torch.randn(shape, generator=generator).to(device)
         for i in reversed(range(self.num_steps)):
             t = torch.full((shape[0],), i, device=x.device, dtype=torch.long)
             x0, _ = self.x0_and_eps(x, t, model(x, t, **model_kwargs))
-            mean = _extract(self.posterior_mean_coef1, t, x.dim()) * x0 + _extract(self.posterior_mean_coef2, t, x.dim()) * x
+            mean = (
+                _extract(self.posterior_mean_coef1, t, x.dim()) * x0
+                + _extract(self.posterior_mean_coef2, t, x.dim()) * x
+            )
             if i > 0:
                 noise = torch.randn(shape, generator=generator).to(x.device)
                 x = mean + (0.5 * _extract(self.posterior_log_variance, t, x.dim())).exp() * noise
@@ -99,9 +136,18 @@ class GaussianDiffusion:
         return x
 
     @torch.no_grad()
-    def ddim_sample(self, model: Model, shape: tuple[int, ...], *, steps: int = 50, eta: float = 0.0,
-                    generator: torch.Generator | None = None, device=None, noise: Tensor | None = None,
-                    **model_kwargs) -> Tensor:
+    def ddim_sample(
+        self,
+        model: Model,
+        shape: tuple[int, ...],
+        *,
+        steps: int = 50,
+        eta: float = 0.0,
+        generator: torch.Generator | None = None,
+        device=None,
+        noise: Tensor | None = None,
+        **model_kwargs,
+    ) -> Tensor:
         """DDIM (Song et al. 2021) on ``steps`` evenly spaced timesteps; ``eta = 0`` is deterministic."""
         if not 1 <= steps <= self.num_steps:
             raise ValueError(f"steps must be in [1, {self.num_steps}], got {steps}")

@@ -35,9 +35,16 @@ def _stats(values: Sequence[float]) -> tuple[float, float]:
     return (float(v.mean()), float(v.std())) if len(v) else (float("nan"), float("nan"))
 
 
-def evaluate(methods: Mapping[str, Method], data: Dataset, *, horizon: int, obs_len: int = 10,
-             domains: Mapping[str, Sequence[int]] | None = None, max_traj: int | None = None,
-             progress: bool = True) -> dict[str, Any]:
+def evaluate(
+    methods: Mapping[str, Method],
+    data: Dataset,
+    *,
+    horizon: int,
+    obs_len: int = 10,
+    domains: Mapping[str, Sequence[int]] | None = None,
+    max_traj: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Score every method on every environment of each domain (normalised fields).
 
     Args:
@@ -53,7 +60,9 @@ def evaluate(methods: Mapping[str, Method], data: Dataset, *, horizon: int, obs_
     """
     m = data.manifest
     domains = dict(domains or {"in_domain": m.seen, "out_domain": m.unseen})
-    per_env: dict[str, dict[str, dict[int, dict[str, Any]]]] = {k: {d: {} for d in domains} for k in methods}
+    per_env: dict[str, dict[str, dict[int, dict[str, Any]]]] = {
+        k: {d: {} for d in domains} for k in methods
+    }
     adapt_s: dict[str, list[float]] = {k: [] for k in methods}
     rollout_s: dict[str, list[float]] = {k: [] for k in methods}
     used_horizon = horizon
@@ -65,7 +74,7 @@ def evaluate(methods: Mapping[str, Method], data: Dataset, *, horizon: int, obs_
         h = min(horizon, traj.shape[1] - 1)
         used_horizon = min(used_horizon, h)
         obs = traj[0, :obs_len]
-        truth = traj[:, 1:h + 1]
+        truth = traj[:, 1 : h + 1]
         for name, adapt in methods.items():
             t0 = time.perf_counter()
             predictor = adapt(e, obs)
@@ -75,12 +84,21 @@ def evaluate(methods: Mapping[str, Method], data: Dataset, *, horizon: int, obs_
             adapt_s[name].append(t1 - t0)
             rollout_s[name].append(t2 - t1)
             per_env[name][domain][e] = _score(pred, truth)
-    results = {"methods": {}, "timing": {}, "horizon": used_horizon, "obs_len": obs_len,
-               "env_params": m.env_params, "environments": m.environments, "seen": m.seen}
+    results = {
+        "methods": {},
+        "timing": {},
+        "horizon": used_horizon,
+        "obs_len": obs_len,
+        "env_params": m.env_params,
+        "environments": m.environments,
+        "seen": m.seen,
+    }
     for name in methods:
         results["methods"][name] = {d: _summarise(per_env[name][d], used_horizon) for d in domains}
-        results["timing"][name] = {"adapt_s_mean": float(np.mean(adapt_s[name])),
-                                   "rollout_s_mean": float(np.mean(rollout_s[name]))}
+        results["timing"][name] = {
+            "adapt_s_mean": float(np.mean(adapt_s[name])),
+            "rollout_s_mean": float(np.mean(rollout_s[name])),
+        }
     if "dynadiff" in methods:
         results["gap_closure"] = {d: gap_closure(results, "dynadiff", d) for d in domains}
     return results
@@ -96,8 +114,11 @@ def _score(pred: Tensor, truth: Tensor) -> dict[str, Any]:
     q = nmse(p, t).view(n, h)
     bad = ~finite.view(n, h)
     r[bad], q[bad] = float("nan"), float("nan")
-    out = {"rmse_per_step": torch.nanmean(r, 0).tolist(), "nmse_per_step": torch.nanmean(q, 0).tolist(),
-           "diverged": int(bad.any(1).sum())}
+    out = {
+        "rmse_per_step": torch.nanmean(r, 0).tolist(),
+        "nmse_per_step": torch.nanmean(q, 0).tolist(),
+        "diverged": int(bad.any(1).sum()),
+    }
     if truth.dim() == 5:
         s = ssim(p, t).view(n, h)
         s[bad] = float("nan")
@@ -118,16 +139,23 @@ def _summarise(envs: Mapping[int, Mapping[str, Any]], horizon: int) -> dict[str,
             out[metric] = out[f"{metric}_std"] = None
             continue
         out[metric], out[f"{metric}_std"] = _stats(vals)
-    out["rmse_per_step"] = np.nanmean([v["rmse_per_step"][:horizon] for v in envs.values()], 0).tolist()
+    out["rmse_per_step"] = np.nanmean(
+        [v["rmse_per_step"][:horizon] for v in envs.values()], 0
+    ).tolist()
     out["diverged"] = int(sum(v["diverged"] for v in envs.values()))
     out["per_env"] = {str(e): {k: v[k] for k in ("rmse", "ssim", "nmse")} for e, v in envs.items()}
     return out
 
 
-def gap_closure(results: Mapping[str, Any], method: str = "dynadiff", domain: str = "out_domain") -> float | None:
+def gap_closure(
+    results: Mapping[str, Any], method: str = "dynadiff", domain: str = "out_domain"
+) -> float | None:
     """``(RMSE_not_adaptive - RMSE_method) / (RMSE_not_adaptive - RMSE_one_per_env)``."""
     try:
-        r = {k: results["methods"][k][domain]["rmse"] for k in (method, "not_adaptive", "one_per_env")}
+        r = {
+            k: results["methods"][k][domain]["rmse"]
+            for k in (method, "not_adaptive", "one_per_env")
+        }
     except KeyError:
         return None
     denom = r["not_adaptive"] - r["one_per_env"]
@@ -136,18 +164,33 @@ def gap_closure(results: Mapping[str, Any], method: str = "dynadiff", domain: st
 
 def markdown_table(results: Mapping[str, Any]) -> str:
     """Methods x domains table (RMSE, SSIM as mean +- std over environments; adaptation seconds)."""
-    domains = [d for d in ("in_domain", "out_domain") if any(d in v for v in results["methods"].values())]
-    head = "| method | " + " | ".join(f"{d.replace('_', '-')} RMSE | {d.replace('_', '-')} SSIM" for d in domains) \
+    domains = [
+        d for d in ("in_domain", "out_domain") if any(d in v for v in results["methods"].values())
+    ]
+    head = (
+        "| method | "
+        + " | ".join(f"{d.replace('_', '-')} RMSE | {d.replace('_', '-')} SSIM" for d in domains)
         + " | adapt s/env |"
+    )
     lines = [head, "|" + "---|" * (1 + 2 * len(domains) + 1)]
-    names = sorted(results["methods"], key=lambda k: (METHOD_ORDER.index(k) if k in METHOD_ORDER else 99, k))
+    names = sorted(
+        results["methods"], key=lambda k: (METHOD_ORDER.index(k) if k in METHOD_ORDER else 99, k)
+    )
     for name in names:
         cells = []
         for d in domains:
             s = results["methods"][name].get(d, {})
-            cells.append(f"{s['rmse']:.4f} ± {s['rmse_std']:.4f}" if s.get("rmse") is not None else "-")
-            cells.append(f"{s['ssim']:.4f} ± {s['ssim_std']:.4f}" if s.get("ssim") is not None else "-")
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {results['timing'][name]['adapt_s_mean']:.3f} |")
+            cells.append(
+                f"{s['rmse']:.4f} ± {s['rmse_std']:.4f}" if s.get("rmse") is not None else "-"
+            )
+            cells.append(
+                f"{s['ssim']:.4f} ± {s['ssim_std']:.4f}" if s.get("ssim") is not None else "-"
+            )
+        lines.append(
+            f"| {name} | "
+            + " | ".join(cells)
+            + f" | {results['timing'][name]['adapt_s_mean']:.3f} |"
+        )
     return "\n".join(lines)
 
 
@@ -155,20 +198,32 @@ def summary_lines(results: Mapping[str, Any]) -> list[str]:
     """The gap closure and the diagnostics of a results dict, as text lines (for the terminal and results.md)."""
     lines = []
     if results.get("gap_closure"):
-        lines.append("gap closure (RMSE): " + ", ".join(f"{d} {v:.2f}" if v is not None else f"{d} n/a"
-                                                       for d, v in results["gap_closure"].items()))
+        lines.append(
+            "gap closure (RMSE): "
+            + ", ".join(
+                f"{d} {v:.2f}" if v is not None else f"{d} n/a"
+                for d, v in results["gap_closure"].items()
+            )
+        )
     pe = results.get("prompt_env_mae")
     if pe:
-        parts = [f"{d} " + " ".join(f"{p}={v:.3g}" for p, v in zip(pe["params"], pe[d], strict=True))
-                 for d in ("in_domain", "out_domain") if d in pe]
+        parts = [
+            f"{d} " + " ".join(f"{p}={v:.3g}" for p, v in zip(pe["params"], pe[d], strict=True))
+            for d in ("in_domain", "out_domain")
+            if d in pe
+        ]
         lines.append("environment read from the prompt, mean abs. error: " + ", ".join(parts))
     if results.get("vae"):
         v = results["vae"]
-        lines.append(f"VAE: weight-space MSE {v['weight_mse']:.3e}, function-space relative MSE "
-                     f"{v['function_rel_mse']:.3e}")
+        lines.append(
+            f"VAE: weight-space MSE {v['weight_mse']:.3e}, function-space relative MSE "
+            f"{v['function_rel_mse']:.3e}"
+        )
     if "dynadiff" in results.get("timing", {}) and results.get("ddim_steps"):
-        lines.append(f"generation: {results['timing']['dynadiff']['adapt_s_mean']:.3f} s per expert "
-                     f"({results['ddim_steps']} DDIM steps)")
+        lines.append(
+            f"generation: {results['timing']['dynadiff']['adapt_s_mean']:.3f} s per expert "
+            f"({results['ddim_steps']} DDIM steps)"
+        )
     stages = results.get("timing", {}).get("stages_s")
     if stages:
         lines.append("stage seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in stages.items()))
@@ -180,4 +235,6 @@ def save_results(results: Mapping[str, Any], out_dir: str | Path) -> tuple[Path,
     atomically."""
     out = Path(out_dir)
     md = "\n".join([markdown_table(results), "", *summary_lines(results)]) + "\n"
-    return write_text(out / "results.json", json.dumps(results, indent=1)), write_text(out / "results.md", md)
+    return write_text(out / "results.json", json.dumps(results, indent=1)), write_text(
+        out / "results.md", md
+    )

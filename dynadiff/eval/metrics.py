@@ -27,8 +27,14 @@ def _window(size: int, sigma: float | None, dtype, device) -> Tensor:
     return torch.outer(w, w)
 
 
-def ssim(pred: Tensor, true: Tensor, win_size: int = 7, sigma: float | None = 1.5, k1: float = 0.01,
-         k2: float = 0.03) -> Tensor:
+def ssim(
+    pred: Tensor,
+    true: Tensor,
+    win_size: int = 7,
+    sigma: float | None = 1.5,
+    k1: float = 0.01,
+    k2: float = 0.03,
+) -> Tensor:
     """Mean SSIM per sample of ``(N, C, H, W)`` fields, averaged over channels: ``-> (N,)``.
 
     Each (sample, channel) uses ``data_range = max(true) - min(true)``; the window (Gaussian with
@@ -39,7 +45,9 @@ def ssim(pred: Tensor, true: Tensor, win_size: int = 7, sigma: float | None = 1.
     win = min(win_size, h, w)
     win -= (win + 1) % 2  # odd
     kernel = _window(win, sigma, true.dtype, true.device).expand(c, 1, win, win)
-    rng = (true.flatten(2).amax(-1) - true.flatten(2).amin(-1)).clamp_min(1e-12)[..., None, None]  # (N, C, 1, 1)
+    rng = (true.flatten(2).amax(-1) - true.flatten(2).amin(-1)).clamp_min(1e-12)[
+        ..., None, None
+    ]  # (N, C, 1, 1)
     c1, c2 = (k1 * rng) ** 2, (k2 * rng) ** 2
 
     def filt(z):

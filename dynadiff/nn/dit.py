@@ -22,12 +22,17 @@ class DiTBlock(nn.Module):
         self.norm1 = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
         self.attn = nn.MultiheadAttention(hidden, heads, batch_first=True)
         self.norm2 = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
-        self.mlp = nn.Sequential(nn.Linear(hidden, int(hidden * mlp_ratio)), nn.GELU(approximate="tanh"),
-                                 nn.Linear(int(hidden * mlp_ratio), hidden))
+        self.mlp = nn.Sequential(
+            nn.Linear(hidden, int(hidden * mlp_ratio)),
+            nn.GELU(approximate="tanh"),
+            nn.Linear(int(hidden * mlp_ratio), hidden),
+        )
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden, 6 * hidden))
 
     def forward(self, x: Tensor, c: Tensor) -> Tensor:  # x (B, N, H), c (B, H)
-        shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = self.adaLN_modulation(c).chunk(6, dim=1)
+        shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = self.adaLN_modulation(c).chunk(
+            6, dim=1
+        )
         h = modulate(self.norm1(x), shift_a, scale_a)
         x = x + gate_a.unsqueeze(1) * self.attn(h, h, h, need_weights=False)[0]
         return x + gate_m.unsqueeze(1) * self.mlp(modulate(self.norm2(x), shift_m, scale_m))
@@ -55,14 +60,26 @@ class LatentDiT(nn.Module):
             (classifier-free guidance).
     """
 
-    def __init__(self, counts: list[int], latent_dim: int, prompt_dim: int, hidden: int = 256, depth: int = 4,
-                 heads: int = 4, mlp_ratio: float = 4.0, prompt_dropout: float = 0.0, positions: bool = True):
+    def __init__(
+        self,
+        counts: list[int],
+        latent_dim: int,
+        prompt_dim: int,
+        hidden: int = 256,
+        depth: int = 4,
+        heads: int = 4,
+        mlp_ratio: float = 4.0,
+        prompt_dropout: float = 0.0,
+        positions: bool = True,
+    ):
         super().__init__()
         self.prompt_dropout = prompt_dropout
         self.x_embed = nn.Linear(latent_dim, hidden)
         self.node_embed = NodeEmbedding(counts, hidden, positions)
         self.t_embed = TimestepEmbedder(hidden)
-        self.prompt_embed = nn.Sequential(nn.Linear(prompt_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
+        self.prompt_embed = nn.Sequential(
+            nn.Linear(prompt_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden)
+        )
         self.null_prompt = nn.Parameter(torch.zeros(prompt_dim))
         self.blocks = nn.ModuleList(DiTBlock(hidden, heads, mlp_ratio) for _ in range(depth))
         self.final = FinalLayer(hidden, latent_dim)
@@ -85,7 +102,9 @@ class LatentDiT(nn.Module):
         nn.init.zeros_(self.final.linear.weight)
         nn.init.zeros_(self.final.linear.bias)
 
-    def forward(self, z: Tensor, t: Tensor, prompt: Tensor, drop_prompt: Tensor | None = None) -> Tensor:
+    def forward(
+        self, z: Tensor, t: Tensor, prompt: Tensor, drop_prompt: Tensor | None = None
+    ) -> Tensor:
         """``z (B, N, h)``, ``t (B,)``, ``prompt (B, P)`` -> predicted noise ``(B, N, h)``.
 
         ``drop_prompt (B,)`` bool selects samples that get the null prompt (training with dropout,

@@ -19,7 +19,9 @@ class TimestepEmbedder(nn.Module):
     @staticmethod
     def sinusoidal(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
         half = dim // 2
-        freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+        freqs = torch.exp(
+            -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half
+        )
         args = t.float()[:, None] * freqs[None]
         emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
         return torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1) if dim % 2 else emb
@@ -39,8 +41,11 @@ class NodeEmbedding(nn.Module):
 
     def __init__(self, counts: list[int], dim: int, positions: bool = True):
         super().__init__()
-        self.register_buffer("type_ids", torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts)),
-                             persistent=False)
+        self.register_buffer(
+            "type_ids",
+            torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts)),
+            persistent=False,
+        )
         self.types = nn.Embedding(len(counts), dim)
         self.positions = nn.Parameter(torch.zeros(sum(counts), dim)) if positions else None
 
@@ -57,7 +62,9 @@ class Block(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, int(dim * mlp_ratio)), nn.GELU(), nn.Linear(int(dim * mlp_ratio), dim))
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, int(dim * mlp_ratio)), nn.GELU(), nn.Linear(int(dim * mlp_ratio), dim)
+        )
 
     def forward(self, x: Tensor) -> Tensor:  # (B, N, D)
         h = self.norm1(x)

@@ -48,8 +48,8 @@ def frame_statistics(x: Tensor) -> Tensor:
 
 def temporal_mean_and_trend(s: Tensor, lengths: Tensor) -> Tensor:
     """``s (B, L, K)`` over the first ``lengths[b]`` frames -> ``(B, 2K)`` [means, least-squares slopes]."""
-    b, l, _ = s.shape
-    t = torch.arange(l, device=s.device, dtype=s.dtype).expand(b, l)
+    b, n, _ = s.shape
+    t = torch.arange(n, device=s.device, dtype=s.dtype).expand(b, n)
     mask = (t < lengths[:, None]).to(s.dtype)  # (B, L)
     n = mask.sum(1, keepdim=True)
     t_mean = (t * mask).sum(1, keepdim=True) / n
@@ -68,16 +68,18 @@ def propagator(x: Tensor, lengths: Tensor, ridge: float = 1e-6) -> Tensor:
     zeros for samples with a single frame. ``ridge`` (relative to the mean channel power) keeps
     ``sum x_t x_t^T`` invertible when the frames do not span every channel direction.
     """
-    b, l, c = x.shape[:3]
-    pairs = (torch.arange(l - 1, device=x.device) < (lengths[:, None] - 1)).to(x.dtype)  # (B, L-1)
-    shape = (b, l - 1) + (1,) * (x.dim() - 2)
+    b, n, c = x.shape[:3]
+    pairs = (torch.arange(n - 1, device=x.device) < (lengths[:, None] - 1)).to(x.dtype)  # (B, L-1)
+    shape = (b, n - 1) + (1,) * (x.dim() - 2)
     x0 = (x[:, :-1] * pairs.view(shape)).transpose(1, 2).reshape(b, c, -1)  # (B, C, (L-1) * points)
     x1 = (x[:, 1:] * pairs.view(shape)).transpose(1, 2).reshape(b, c, -1)
     gram = x0 @ x0.transpose(1, 2)  # (B, C, C)
     eye = torch.eye(c, device=x.device, dtype=x.dtype)
     scale = gram.diagonal(dim1=1, dim2=2).mean(-1).clamp_min(1e-12)[:, None, None]
     cross = x1 @ x0.transpose(1, 2)
-    k = torch.linalg.solve(gram + ridge * scale * eye, cross.transpose(1, 2)).transpose(1, 2)  # cross @ gram^-1
+    k = torch.linalg.solve(gram + ridge * scale * eye, cross.transpose(1, 2)).transpose(
+        1, 2
+    )  # cross @ gram^-1
     return torch.where((lengths > 1)[:, None], (k - eye).flatten(1), torch.zeros_like(k.flatten(1)))
 
 
@@ -103,8 +105,14 @@ class DynamicsPrompter(nn.Module):
     trainer sets from the training observations (:meth:`fit_statistics`).
     """
 
-    def __init__(self, frame_shape: tuple[int, ...], hidden: int = 64, modes: int = 8, num_env_params: int = 0,
-                 propagator: bool = True):
+    def __init__(
+        self,
+        frame_shape: tuple[int, ...],
+        hidden: int = 64,
+        modes: int = 8,
+        num_env_params: int = 0,
+        propagator: bool = True,
+    ):
         super().__init__()
         self.frame_shape = tuple(frame_shape)
         self.propagator = propagator
@@ -136,13 +144,14 @@ class DynamicsPrompter(nn.Module):
         return torch.cat([stats, propagator(obs, lengths)], -1) if self.propagator else stats
 
     def forward(self, obs: Tensor, lengths: Tensor | None = None) -> Tensor:
-        b, l = obs.shape[:2]
+        b, n = obs.shape[:2]
         if lengths is None:
-            lengths = torch.full((b,), l, device=obs.device)
+            lengths = torch.full((b,), n, device=obs.device)
         explicit = (self.explicit(obs, lengths) - self.stat_mean) / self.stat_std
         seq = spectral_features(obs, self.modes) if self.field else obs
-        packed = nn.utils.rnn.pack_padded_sequence(self.input(seq), lengths.cpu(), batch_first=True,
-                                                   enforce_sorted=False)
+        packed = nn.utils.rnn.pack_padded_sequence(
+            self.input(seq), lengths.cpu(), batch_first=True, enforce_sorted=False
+        )
         _, h = self.gru(packed)
         return torch.cat([explicit, h[-1]], dim=-1)
 

@@ -31,8 +31,15 @@ class WeightVAE(nn.Module):
         positions: learned per-node position embeddings (see docs/generator.md on permutations).
     """
 
-    def __init__(self, node_types: list[tuple[str, int, int]], internal_dim: int = 128, latent_dim: int = 16,
-                 num_heads: int = 4, num_layers: int = 2, positions: bool = True):
+    def __init__(
+        self,
+        node_types: list[tuple[str, int, int]],
+        internal_dim: int = 128,
+        latent_dim: int = 16,
+        num_heads: int = 4,
+        num_layers: int = 2,
+        positions: bool = True,
+    ):
         super().__init__()
         self.node_types = [(k, int(n), int(d)) for k, n, d in node_types]
         counts = [n for _, n, _ in self.node_types]
@@ -46,7 +53,9 @@ class WeightVAE(nn.Module):
         self.dec_embed = NodeEmbedding(counts, internal_dim, positions)
         self.decoder = nn.ModuleList(Block(internal_dim, num_heads) for _ in range(num_layers))
         self.dec_norm = nn.LayerNorm(internal_dim)
-        self.proj_out = nn.ModuleDict({k: nn.Linear(internal_dim, d) for k, _, d in self.node_types})
+        self.proj_out = nn.ModuleDict(
+            {k: nn.Linear(internal_dim, d) for k, _, d in self.node_types}
+        )
 
     @property
     def num_nodes(self) -> int:
@@ -54,7 +63,9 @@ class WeightVAE(nn.Module):
 
     def encode(self, features: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
         """``{key: (B, N_t, D_t)} -> (mu, logvar)``, each ``(B, N, h)``."""
-        h = torch.cat([self.proj_in[k](features[k]) for k, _, _ in self.node_types], dim=1)  # (B, N, D)
+        h = torch.cat(
+            [self.proj_in[k](features[k]) for k, _, _ in self.node_types], dim=1
+        )  # (B, N, D)
         h = h + self.enc_embed()
         for blk in self.encoder:
             h = blk(h)
@@ -69,11 +80,13 @@ class WeightVAE(nn.Module):
         h = self.dec_norm(h)
         out, start = {}, 0
         for k, n, _ in self.node_types:
-            out[k] = self.proj_out[k](h[:, start:start + n])
+            out[k] = self.proj_out[k](h[:, start : start + n])
             start += n
         return out
 
-    def forward(self, features: Mapping[str, Tensor], sample: bool = True) -> tuple[dict[str, Tensor], Tensor, Tensor]:
+    def forward(
+        self, features: Mapping[str, Tensor], sample: bool = True
+    ) -> tuple[dict[str, Tensor], Tensor, Tensor]:
         mu, logvar = self.encode(features)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if sample else mu
         return self.decode(z), mu, logvar

@@ -61,8 +61,12 @@ def _record(artifact: Path) -> Path:
 def is_done(artifact: Path, key: str) -> bool:
     """The artifact exists, was made under ``key`` and its bytes are the recorded ones."""
     rec = read_json(_record(artifact))
-    return (artifact.is_file() and rec is not None and rec.get("key") == key
-            and rec.get("sha256") == file_digest(artifact))
+    return (
+        artifact.is_file()
+        and rec is not None
+        and rec.get("key") == key
+        and rec.get("sha256") == file_digest(artifact)
+    )
 
 
 def mark_done(artifact: Path, stage: str, key: str, inputs: dict[str, Any]) -> str:
@@ -80,9 +84,17 @@ def artifact_digest(artifact: Path) -> str:
 # ---------------------------------------------------------------------- stages
 def simulate(run: Run, seed: int, shard: tuple[int, int] = (0, 1)) -> dict[str, Any]:
     """Simulate every environment (files already valid for the same config and seed are reused)."""
-    s = simulate_dataset(run.cfg["system"], run.layout.data_dir, run.cfg["preset"], seed=seed, shard=shard,
-                         progress=run.progress)
-    print(f"data: {s['written']} environments simulated, {s['skipped']} reused ({s['seconds']:.1f} s)")
+    s = simulate_dataset(
+        run.cfg["system"],
+        run.layout.data_dir,
+        run.cfg["preset"],
+        seed=seed,
+        shard=shard,
+        progress=run.progress,
+    )
+    print(
+        f"data: {s['written']} environments simulated, {s['skipped']} reused ({s['seconds']:.1f} s)"
+    )
     return s
 
 
@@ -96,12 +108,19 @@ def zoo(run: Run, data: Dataset, references: list[str]) -> tuple[ZooArchive, Zoo
     consolidated archive ``zoo.h5``."""
     builder = zoo_builder(run, data)
     trained_refs = sorted(set(references) & {"one_per_env", "one_for_all"})
-    key = digest({"experts": builder.keys["expert"], "n_experts": run.cfg["zoo"]["n_experts"],
-                  "references": {r: builder.keys[r] for r in trained_refs}})
+    key = digest(
+        {
+            "experts": builder.keys["expert"],
+            "n_experts": run.cfg["zoo"]["n_experts"],
+            "references": {r: builder.keys[r] for r in trained_refs},
+        }
+    )
     if not is_done(run.layout.archive, key):
         builder.base()
         e = builder.experts()
-        print(f"zoo: {e['trained']} experts trained, {e['skipped']} reused ({e['experts_per_min']:.1f} experts/min)")
+        print(
+            f"zoo: {e['trained']} experts trained, {e['skipped']} reused ({e['experts_per_min']:.1f} experts/min)"
+        )
         if "one_per_env" in trained_refs:
             builder.one_per_env()
         if "one_for_all" in trained_refs:
@@ -113,17 +132,27 @@ def zoo(run: Run, data: Dataset, references: list[str]) -> tuple[ZooArchive, Zoo
 def consolidate_zoo(run: Run, builder: ZooBuilder, key: str | None = None) -> Path:
     dirs = [run.layout.expert(e, s) for e, s in builder.expert_jobs()]
     path = consolidate(dirs, run.layout.archive)
-    mark_done(path, "zoo", key or digest({"experts": builder.keys["expert"], "n": len(dirs)}),
-              {"data": builder.data.fingerprint(), "experts": builder.keys["expert"]})
+    mark_done(
+        path,
+        "zoo",
+        key or digest({"experts": builder.keys["expert"], "n": len(dirs)}),
+        {"data": builder.data.fingerprint(), "experts": builder.keys["expert"]},
+    )
     return path
 
 
 def model_config(run: Run, data: Dataset, archive: ZooArchive) -> DynaDiffConfig:
     """The generator's architecture from the config and what the zoo and the data fix."""
     return DynaDiffConfig.from_config(
-        run.cfg["generator"], node_types=[(nt.key, nt.num_nodes, nt.width) for nt in archive.layout.node_types],
-        frame_shape=data.frame_shape, expert=archive.expert_cfg, channels=archive.channels,
-        residual=archive.residual, env_params=archive.param_names, system=run.cfg["system"]["name"])
+        run.cfg["generator"],
+        node_types=[(nt.key, nt.num_nodes, nt.width) for nt in archive.layout.node_types],
+        frame_shape=data.frame_shape,
+        expert=archive.expert_cfg,
+        channels=archive.channels,
+        residual=archive.residual,
+        env_params=archive.param_names,
+        system=run.cfg["system"]["name"],
+    )
 
 
 def vae(run: Run, data: Dataset, archive: ZooArchive) -> dict[str, Any]:
@@ -135,10 +164,20 @@ def vae(run: Run, data: Dataset, archive: ZooArchive) -> dict[str, Any]:
     if is_done(path, key):
         return load_torch(path)
     probes = probe_inputs(archive, data, vcfg["probe_frames"], seed=vcfg["seed"])
-    net, normalizer, metrics = train_vae(archive, probes, model_config(run, data, archive), vcfg,
-                                         run.layout.model_dir, run.progress, run.device, key=key)
-    print(f"VAE: weight-space MSE {metrics['weight_mse']:.3e}, function-space relative MSE "
-          f"{metrics['function_rel_mse']:.3e} ({metrics['train_seconds']:.0f} s)")
+    net, normalizer, metrics = train_vae(
+        archive,
+        probes,
+        model_config(run, data, archive),
+        vcfg,
+        run.layout.model_dir,
+        run.progress,
+        run.device,
+        key=key,
+    )
+    print(
+        f"VAE: weight-space MSE {metrics['weight_mse']:.3e}, function-space relative MSE "
+        f"{metrics['function_rel_mse']:.3e} ({metrics['train_seconds']:.0f} s)"
+    )
     bundle = {"model": net.state_dict(), "normalizer": normalizer.state_dict(), "metrics": metrics}
     save_torch(path, bundle)
     mark_done(path, "vae", key, inputs)
@@ -149,7 +188,11 @@ def generator(run: Run, data: Dataset, archive: ZooArchive) -> DynaDiff:
     """Train DiT + prompter on the VAE's latents of the zoo (``dynadiff.pt``)."""
     gcfg = run.cfg["generator"]
     symmetry = list(run.cfg["system"]["translation_symmetry"])
-    inputs = {"vae": artifact_digest(run.layout.vae), "zoo": artifact_digest(archive.path), "data": data.fingerprint()}
+    inputs = {
+        "vae": artifact_digest(run.layout.vae),
+        "zoo": artifact_digest(archive.path),
+        "data": data.fingerprint(),
+    }
     key = digest({"dit": gcfg["dit"], "obs_len": gcfg["obs_len"], "symmetry": symmetry, **inputs})
     path = run.layout.model
     if is_done(path, key):
@@ -161,36 +204,71 @@ def generator(run: Run, data: Dataset, archive: ZooArchive) -> DynaDiff:
     vae_net.eval()
     normalizer = Normalizer.from_state_dict(archive.layout, bundle["normalizer"])
     feats_n = {k: v.float() for k, v in normalizer.transform(archive.features).items()}
-    bank = ObservationBank(data, sorted(set(archive.env_index.tolist())), gcfg["obs_len"], symmetry=symmetry)
-    trained = train_generator(archive, vae_net, feats_n, bank, config, gcfg["dit"], run.layout.model_dir,
-                              run.progress, run.device, key=key)
+    bank = ObservationBank(
+        data, sorted(set(archive.env_index.tolist())), gcfg["obs_len"], symmetry=symmetry
+    )
+    trained = train_generator(
+        archive,
+        vae_net,
+        feats_n,
+        bank,
+        config,
+        gcfg["dit"],
+        run.layout.model_dir,
+        run.progress,
+        run.device,
+        key=key,
+    )
     model = DynaDiff(config)
     for part, net in (("vae", vae_net), ("dit", trained["dit"]), ("prompter", trained["prompter"])):
         getattr(model, part).load_state_dict(net.state_dict())
     model.normalizer = normalizer
     field_mean, field_std = data.stats
-    for name, value in (("field_mean", field_mean), ("field_std", field_std), ("latent_mean", trained["latent_mean"]),
-                        ("latent_std", trained["latent_std"]), ("param_mean", trained["param_mean"]),
-                        ("param_std", trained["param_std"])):
+    for name, value in (
+        ("field_mean", field_mean),
+        ("field_std", field_std),
+        ("latent_mean", trained["latent_mean"]),
+        ("latent_std", trained["latent_std"]),
+        ("param_mean", trained["param_mean"]),
+        ("param_std", trained["param_std"]),
+    ):
         getattr(model, name).copy_(value)
-    model.meta = {"key": key, "train_seconds": trained["train_seconds"], "vae_metrics": bundle["metrics"]}
+    model.meta = {
+        "key": key,
+        "train_seconds": trained["train_seconds"],
+        "vae_metrics": bundle["metrics"],
+    }
     model.save(path)
     mark_done(path, "generator", key, inputs)
     print(f"DiT + prompter trained in {trained['train_seconds']:.0f} s -> {path}")
     return model.eval()
 
 
-def evaluate(run: Run, data: Dataset, model: DynaDiff, builder: ZooBuilder, references: list[str],
-             timings: dict[str, float] | None = None) -> dict[str, Any]:
+def evaluate(
+    run: Run,
+    data: Dataset,
+    model: DynaDiff,
+    builder: ZooBuilder,
+    references: list[str],
+    timings: dict[str, float] | None = None,
+) -> dict[str, Any]:
     """DynaDiff and the references through the harness; ``results.json``/``results.md`` and figures in
     the run directory (written once)."""
     sample, ecfg = run.cfg["generator"]["sample"], run.cfg["eval"]
     model = model.to(run.device)
-    methods = {"dynadiff": model.method(sample["ddim_steps"], sample["seed"], sample["guidance"]),
-               **builder.methods(tuple(references))}
+    methods = {
+        "dynadiff": model.method(sample["ddim_steps"], sample["seed"], sample["guidance"]),
+        **builder.methods(tuple(references)),
+    }
     t = time.perf_counter()
-    results = run_harness(methods, data, horizon=int(run.cfg["system"]["eval"]["horizon"]),
-                          obs_len=int(ecfg["obs_len"]), max_traj=ecfg["max_traj"], progress=run.progress)
+    results = run_harness(
+        methods,
+        data,
+        horizon=int(run.cfg["system"]["eval"]["horizon"]),
+        obs_len=int(ecfg["obs_len"]),
+        max_traj=ecfg["max_traj"],
+        progress=run.progress,
+    )
     results["ddim_steps"] = sample["ddim_steps"]
     results["vae"] = model.meta.get("vae_metrics")
     results["prompt_env_mae"] = prompt_env_mae(model, data, int(ecfg["obs_len"]))
@@ -211,14 +289,31 @@ def generate(run: Run, data: Dataset, model: DynaDiff) -> list[str]:
     obs = data.observations(env, length=run.cfg["eval"]["obs_len"])
     n = run.cfg["generate"]["num_samples"]
     t = time.perf_counter()
-    experts = model.to(run.device).generate(obs, num_samples=n, steps=sample["ddim_steps"], seed=sample["seed"],
-                                            guidance=sample["guidance"])
+    experts = model.to(run.device).generate(
+        obs,
+        num_samples=n,
+        steps=sample["ddim_steps"],
+        seed=sample["seed"],
+        guidance=sample["guidance"],
+    )
     seconds = time.perf_counter() - t
-    meta = {"kind": "generated", "env_index": env, "env": m.environments[env], "expert": model.expert_cfg,
-            "channels": model.channels, "residual": model.residual, **sample}
-    paths = [str(save_checkpoint(run.run_dir / f"expert_{i:03d}", e, meta)) for i, e in enumerate(experts)]
-    print(f"generated {len(experts)} experts for environment {env} {m.environments[env]} in {seconds:.2f} s "
-          f"({seconds / len(experts):.3f} s per expert) -> {run.run_dir}")
+    meta = {
+        "kind": "generated",
+        "env_index": env,
+        "env": m.environments[env],
+        "expert": model.expert_cfg,
+        "channels": model.channels,
+        "residual": model.residual,
+        **sample,
+    }
+    paths = [
+        str(save_checkpoint(run.run_dir / f"expert_{i:03d}", e, meta))
+        for i, e in enumerate(experts)
+    ]
+    print(
+        f"generated {len(experts)} experts for environment {env} {m.environments[env]} in {seconds:.2f} s "
+        f"({seconds / len(experts):.3f} s per expert) -> {run.run_dir}"
+    )
     return paths
 
 
@@ -231,8 +326,10 @@ def check_compatible(root: Path, cfg: dict[str, Any]) -> None:
     if stored is None:
         write_json(path, current)
     elif stored != json.loads(json.dumps(current)):
-        raise ValueError(f"{root} was built with another expert/zoo configuration; choose another name=... "
-                         f"or delete it.\n stored:  {stored}\n current: {current}")
+        raise ValueError(
+            f"{root} was built with another expert/zoo configuration; choose another name=... "
+            f"or delete it.\n stored:  {stored}\n current: {current}"
+        )
 
 
 # ---------------------------------------------------------------------- the main job

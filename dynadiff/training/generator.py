@@ -26,12 +26,26 @@ from .loop import LoopConfig, train
 def encode_zoo(vae: WeightVAE, feats_n: Mapping[str, Tensor], chunk: int = 32) -> Tensor:
     """Mean per-node latents ``(N_experts, N_nodes, h)``."""
     n = next(iter(feats_n.values())).shape[0]
-    return torch.cat([vae.encode({k: v[s:s + chunk] for k, v in feats_n.items()})[0] for s in range(0, n, chunk)])
+    return torch.cat(
+        [
+            vae.encode({k: v[s : s + chunk] for k, v in feats_n.items()})[0]
+            for s in range(0, n, chunk)
+        ]
+    )
 
 
-def train_generator(archive: ZooArchive, vae: WeightVAE, feats_n: Mapping[str, Tensor], bank: ObservationBank,
-                    model_cfg: DynaDiffConfig, cfg: Mapping[str, Any], out_dir: str | Path, progress: bool = True,
-                    device: torch.device | str = "cpu", key: Any = None) -> dict[str, Any]:
+def train_generator(
+    archive: ZooArchive,
+    vae: WeightVAE,
+    feats_n: Mapping[str, Tensor],
+    bank: ObservationBank,
+    model_cfg: DynaDiffConfig,
+    cfg: Mapping[str, Any],
+    out_dir: str | Path,
+    progress: bool = True,
+    device: torch.device | str = "cpu",
+    key: Any = None,
+) -> dict[str, Any]:
     """Train (or resume) DiT + prompter on ``device``. Returns the trained parts (on the CPU) and the
     latent/parameter scalings.
 
@@ -46,14 +60,26 @@ def train_generator(archive: ZooArchive, vae: WeightVAE, feats_n: Mapping[str, T
         # Model deviations from the zoo's mean latent, per coordinate in units of their spread: all experts
         # share one base, so most of the latent is common to the zoo and carries no environment information.
         z_mean = latents.mean(0)
-        z_std = latents.std(0).clamp_min(1e-3 * latents.std().item()) if len(latents) > 1 else torch.ones_like(z_mean)
+        z_std = (
+            latents.std(0).clamp_min(1e-3 * latents.std().item())
+            if len(latents) > 1
+            else torch.ones_like(z_mean)
+        )
     elif cfg["latent_norm"] == "global":  # one global scale (latent diffusion's usual choice)
-        z_mean, z_std = torch.zeros_like(latents[0]), latents.std().clamp_min(1e-6).expand_as(latents[0]).clone()
+        z_mean, z_std = (
+            torch.zeros_like(latents[0]),
+            latents.std().clamp_min(1e-6).expand_as(latents[0]).clone(),
+        )
     else:
-        raise ValueError(f"generator.dit.latent_norm must be per_coordinate or global, got {cfg['latent_norm']!r}")
+        raise ValueError(
+            f"generator.dit.latent_norm must be per_coordinate or global, got {cfg['latent_norm']!r}"
+        )
     z_all = (latents - z_mean) / z_std
     params = archive.env_params
-    p_mean, p_std = params.mean(0), params.std(0).clamp_min(1e-6) if len(params) > 1 else torch.ones(params.shape[1])
+    p_mean, p_std = (
+        params.mean(0),
+        params.std(0).clamp_min(1e-6) if len(params) > 1 else torch.ones(params.shape[1]),
+    )
     dit, prompter, diffusion = build_generator(model_cfg)
     prompter.fit_statistics(bank.full(sorted(bank.traj)))
     parts = torch.nn.ModuleDict({"dit": dit, "prompter": prompter}).to(device)
@@ -65,7 +91,11 @@ def train_generator(archive: ZooArchive, vae: WeightVAE, feats_n: Mapping[str, T
         idx = torch.randint(n, (min(cfg["batch_size"], n),), generator=g)
         obs, lengths = bank.sample(archive.env_index[idx], g)
         prompt = prompter(obs.to(device), lengths.to(device))
-        terms = {"diffusion": diffusion.training_loss(dit, z_dev[idx.to(device)], generator=g, prompt=prompt).mean()}
+        terms = {
+            "diffusion": diffusion.training_loss(
+                dit, z_dev[idx.to(device)], generator=g, prompt=prompt
+            ).mean()
+        }
         loss = terms["diffusion"]
         if cfg["aux_weight"] > 0:
             terms["aux"] = (prompter.regress(prompt) - params_dev[idx.to(device)]).pow(2).mean()
@@ -74,9 +104,30 @@ def train_generator(archive: ZooArchive, vae: WeightVAE, feats_n: Mapping[str, T
 
     t0 = time.perf_counter()
     # what the bank does shapes training too: the window settings are part of the resume key
-    run_key = {"config": dict(cfg), "obs_len": bank.obs_len, "shift_axes": list(bank.shift_axes), "inputs": key}
-    train(parts, loss_fn, LoopConfig.from_section(cfg, "constant"), g, checkpoint=out / "generator_last.pt",
-          key=run_key, log_dir=out / "generator_log", desc="train DiT + prompter" if progress else None)
+    run_key = {
+        "config": dict(cfg),
+        "obs_len": bank.obs_len,
+        "shift_axes": list(bank.shift_axes),
+        "inputs": key,
+    }
+    train(
+        parts,
+        loss_fn,
+        LoopConfig.from_section(cfg, "constant"),
+        g,
+        checkpoint=out / "generator_last.pt",
+        key=run_key,
+        log_dir=out / "generator_log",
+        desc="train DiT + prompter" if progress else None,
+    )
     parts.cpu()
-    return {"dit": dit, "prompter": prompter, "diffusion": diffusion, "latent_mean": z_mean, "latent_std": z_std,
-            "param_mean": p_mean, "param_std": p_std, "train_seconds": time.perf_counter() - t0}
+    return {
+        "dit": dit,
+        "prompter": prompter,
+        "diffusion": diffusion,
+        "latent_mean": z_mean,
+        "latent_std": z_std,
+        "param_mean": p_mean,
+        "param_std": p_std,
+        "train_seconds": time.perf_counter() - t0,
+    }

@@ -56,7 +56,11 @@ def lr_factor(step: int, steps: int, warmup: int, schedule: str) -> float:
     if schedule == "constant":
         return 1.0
     if schedule == "cosine":
-        return min(1.0, (step + 1) / max(1, warmup)) * 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
+        return (
+            min(1.0, (step + 1) / max(1, warmup))
+            * 0.5
+            * (1 + math.cos(math.pi * min(step, steps) / steps))
+        )
     raise ValueError(f"unknown learning-rate schedule {schedule!r} (constant, cosine)")
 
 
@@ -65,13 +69,23 @@ def check_finite(step: int, terms: Mapping[str, Tensor | float]) -> None:
     for name, v in terms.items():
         value = float(v.detach()) if isinstance(v, Tensor) else float(v)
         if not math.isfinite(value):
-            raise FloatingPointError(f"loss term '{name}' is {value} at step {step}; stopping "
-                                     "(lower the learning rate or check the inputs)")
+            raise FloatingPointError(
+                f"loss term '{name}' is {value} at step {step}; stopping "
+                "(lower the learning rate or check the inputs)"
+            )
 
 
-def train(model: nn.Module, loss_fn: Callable[[int], dict[str, Tensor]], cfg: LoopConfig, generator: torch.Generator,
-          *, checkpoint: str | Path | None = None, key: Any = None, log_dir: str | Path | None = None,
-          desc: str | None = None) -> dict[str, Any]:
+def train(
+    model: nn.Module,
+    loss_fn: Callable[[int], dict[str, Tensor]],
+    cfg: LoopConfig,
+    generator: torch.Generator,
+    *,
+    checkpoint: str | Path | None = None,
+    key: Any = None,
+    log_dir: str | Path | None = None,
+    desc: str | None = None,
+) -> dict[str, Any]:
     """Optimise ``model``'s parameters on ``loss_fn(step) -> {"loss": total, **terms}``.
 
     Args:
@@ -92,7 +106,9 @@ def train(model: nn.Module, loss_fn: Callable[[int], dict[str, Tensor]], cfg: Lo
     """
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.steps, cfg.warmup, cfg.schedule))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s, cfg.steps, cfg.warmup, cfg.schedule)
+    )
     start = 0
     state = _resumable(checkpoint, key)
     if state is not None:
@@ -105,8 +121,15 @@ def train(model: nn.Module, loss_fn: Callable[[int], dict[str, Tensor]], cfg: Lo
     logger = MetricLogger(log_dir, cfg.tensorboard) if log_dir is not None else None
     losses: list[float] = []
     model.train()
-    bar = tqdm(range(start, cfg.steps), desc=desc, unit="step", disable=desc is None, initial=start,
-               total=cfg.steps, leave=False)
+    bar = tqdm(
+        range(start, cfg.steps),
+        desc=desc,
+        unit="step",
+        disable=desc is None,
+        initial=start,
+        total=cfg.steps,
+        leave=False,
+    )
     for step in bar:
         terms = loss_fn(step)
         loss = terms["loss"]
@@ -125,9 +148,17 @@ def train(model: nn.Module, loss_fn: Callable[[int], dict[str, Tensor]], cfg: Lo
             if logger is not None:
                 logger.log(step, values)
         if checkpoint is not None and ((step + 1) % cfg.ckpt_every == 0 or last):
-            save_torch(checkpoint, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                    "scheduler": sched.state_dict(), "step": step + 1, "key": key,
-                                    "rng": {"torch": torch.get_rng_state(), "generator": generator.get_state()}})
+            save_torch(
+                checkpoint,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "step": step + 1,
+                    "key": key,
+                    "rng": {"torch": torch.get_rng_state(), "generator": generator.get_state()},
+                },
+            )
     model.eval()
     return {"losses": losses, "start": start}
 

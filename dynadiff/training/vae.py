@@ -41,13 +41,22 @@ def probe_inputs(archive: ZooArchive, data: Dataset, k: int, seed: int = 0) -> P
     xs = torch.stack([frames[int(e)] for e in archive.env_index])  # (N, K, ...)
     params = archive.layout.unflatten(archive.features)
     with torch.no_grad():
-        ys = torch.stack([functional_call(archive.template, {n: v[i] for n, v in params.items()}, (xs[i],))
-                          for i in range(len(archive))])
+        ys = torch.stack(
+            [
+                functional_call(archive.template, {n: v[i] for n, v in params.items()}, (xs[i],))
+                for i in range(len(archive))
+            ]
+        )
     return ProbeInputs(xs, ys)
 
 
-def expert_outputs(archive: ZooArchive, normalizer: Normalizer, feats_n: Mapping[str, Tensor], x: Tensor,
-                   template: torch.nn.Module | None = None) -> Tensor:
+def expert_outputs(
+    archive: ZooArchive,
+    normalizer: Normalizer,
+    feats_n: Mapping[str, Tensor],
+    x: Tensor,
+    template: torch.nn.Module | None = None,
+) -> Tensor:
     """Outputs ``(B, K, ...)`` of the experts whose normalised features are ``feats_n (B, N_t, D_t)`` on ``x (B, K, ...)``.
 
     ``template``: the expert module to call (default ``archive.template``; pass a copy on the features' device).
@@ -55,8 +64,12 @@ def expert_outputs(archive: ZooArchive, normalizer: Normalizer, feats_n: Mapping
     params = archive.layout.unflatten(normalizer.inverse(feats_n), check=False)
     template = archive.template if template is None else template
     # A loop, not vmap: neuraloperator's in-place ops do not vmap (see shared design notes).
-    return torch.stack([functional_call(template, {n: v[i] for n, v in params.items()}, (x[i],))
-                        for i in range(x.shape[0])])
+    return torch.stack(
+        [
+            functional_call(template, {n: v[i] for n, v in params.items()}, (x[i],))
+            for i in range(x.shape[0])
+        ]
+    )
 
 
 def functional_error(out: Tensor, ref: Tensor) -> Tensor:
@@ -64,9 +77,16 @@ def functional_error(out: Tensor, ref: Tensor) -> Tensor:
     return (out - ref).pow(2).flatten(1).mean(1) / ref.pow(2).flatten(1).mean(1).clamp_min(1e-12)
 
 
-def train_vae(archive: ZooArchive, probes: ProbeInputs, model_cfg: DynaDiffConfig, cfg: Mapping[str, Any],
-              out_dir: str | Path, progress: bool = True, device: torch.device | str = "cpu", key: Any = None
-              ) -> tuple[WeightVAE, Normalizer, dict[str, float]]:
+def train_vae(
+    archive: ZooArchive,
+    probes: ProbeInputs,
+    model_cfg: DynaDiffConfig,
+    cfg: Mapping[str, Any],
+    out_dir: str | Path,
+    progress: bool = True,
+    device: torch.device | str = "cpu",
+    key: Any = None,
+) -> tuple[WeightVAE, Normalizer, dict[str, float]]:
     """Train (or resume) the VAE on ``device``; returns the model (on the CPU), the feature normaliser and
     final metrics.
 
@@ -81,7 +101,9 @@ def train_vae(archive: ZooArchive, probes: ProbeInputs, model_cfg: DynaDiffConfi
     torch.manual_seed(cfg["seed"])
     vae = build_vae(model_cfg).to(device)
     on_device = normalizer.to(device)
-    template = archive.template if device.type == "cpu" else copy.deepcopy(archive.template).to(device)
+    template = (
+        archive.template if device.type == "cpu" else copy.deepcopy(archive.template).to(device)
+    )
     g = torch.Generator().manual_seed(cfg["seed"])
     n = len(archive)
 
@@ -89,7 +111,10 @@ def train_vae(archive: ZooArchive, probes: ProbeInputs, model_cfg: DynaDiffConfi
         idx = torch.randint(n, (min(cfg["batch_size"], n),), generator=g)
         batch = {k: v[idx].to(device) for k, v in feats_n.items()}
         rec, mu, logvar = vae(batch)
-        terms = {"recon": reconstruction_error(rec, batch).mean(), "kl": kl_divergence(mu, logvar).mean()}
+        terms = {
+            "recon": reconstruction_error(rec, batch).mean(),
+            "kl": kl_divergence(mu, logvar).mean(),
+        }
         loss = cfg["recon_weight"] * terms["recon"] + cfg["beta"] * terms["kl"]
         if cfg["func_weight"] > 0:
             out_rec = expert_outputs(archive, on_device, rec, probes.x[idx].to(device), template)
@@ -98,8 +123,16 @@ def train_vae(archive: ZooArchive, probes: ProbeInputs, model_cfg: DynaDiffConfi
         return {**terms, "loss": loss}
 
     t0 = time.perf_counter()
-    train(vae, loss_fn, LoopConfig.from_section(cfg, "constant"), g, checkpoint=out / "vae_last.pt",
-          key={"config": dict(cfg), "inputs": key}, log_dir=out / "vae_log", desc="train VAE" if progress else None)
+    train(
+        vae,
+        loss_fn,
+        LoopConfig.from_section(cfg, "constant"),
+        g,
+        checkpoint=out / "vae_last.pt",
+        key={"config": dict(cfg), "inputs": key},
+        log_dir=out / "vae_log",
+        desc="train VAE" if progress else None,
+    )
     vae.eval().cpu()
     metrics = evaluate_vae(vae, archive, normalizer, feats_n, probes)
     metrics["train_seconds"] = time.perf_counter() - t0
@@ -107,15 +140,28 @@ def train_vae(archive: ZooArchive, probes: ProbeInputs, model_cfg: DynaDiffConfi
 
 
 @torch.no_grad()
-def evaluate_vae(vae: WeightVAE, archive: ZooArchive, normalizer: Normalizer, feats_n: Mapping[str, Tensor],
-                 probes: ProbeInputs, chunk: int = 16) -> dict[str, float]:
+def evaluate_vae(
+    vae: WeightVAE,
+    archive: ZooArchive,
+    normalizer: Normalizer,
+    feats_n: Mapping[str, Tensor],
+    probes: ProbeInputs,
+    chunk: int = 16,
+) -> dict[str, float]:
     """Reconstruction error of the mean latent: in (normalised) weight space and in function space."""
     w_err, f_err = [], []
     for s in range(0, len(archive), chunk):
-        batch = {k: v[s:s + chunk] for k, v in feats_n.items()}
+        batch = {k: v[s : s + chunk] for k, v in feats_n.items()}
         mu, _ = vae.encode(batch)
         rec = vae.decode(mu)
         w_err.append(reconstruction_error(rec, batch))
-        f_err.append(functional_error(expert_outputs(archive, normalizer, rec, probes.x[s:s + chunk]),
-                                      probes.y[s:s + chunk]))
-    return {"weight_mse": torch.cat(w_err).mean().item(), "function_rel_mse": torch.cat(f_err).mean().item()}
+        f_err.append(
+            functional_error(
+                expert_outputs(archive, normalizer, rec, probes.x[s : s + chunk]),
+                probes.y[s : s + chunk],
+            )
+        )
+    return {
+        "weight_mse": torch.cat(w_err).mean().item(),
+        "function_rel_mse": torch.cat(f_err).mean().item(),
+    }

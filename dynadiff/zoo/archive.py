@@ -45,19 +45,34 @@ def consolidate(expert_dirs: Sequence[str | Path], path: str | Path, chunk: int 
     keys = set(tensor_state(net))
     broken = [str(d) for d in dirs if not is_complete(d, keys)]
     if broken:
-        raise FileNotFoundError(f"incomplete or unreadable experts: {broken[:3]}{' ...' if len(broken) > 3 else ''}")
+        raise FileNotFoundError(
+            f"incomplete or unreadable experts: {broken[:3]}{' ...' if len(broken) > 3 else ''}"
+        )
     n = len(dirs)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        feats = {nt.key: f.create_dataset(f"features/{nt.key}", (n, nt.num_nodes, nt.width), dtype="float32",
-                                          chunks=(1, nt.num_nodes, nt.width), track_times=False)
-                 for nt in layout.node_types}
-        env_index, params, seeds = np.zeros(n, np.int64), np.zeros((n, len(meta0["env_params"])), np.float32), np.zeros(n, np.int64)
+        feats = {
+            nt.key: f.create_dataset(
+                f"features/{nt.key}",
+                (n, nt.num_nodes, nt.width),
+                dtype="float32",
+                chunks=(1, nt.num_nodes, nt.width),
+                track_times=False,
+            )
+            for nt in layout.node_types
+        }
+        env_index, params, seeds = (
+            np.zeros(n, np.int64),
+            np.zeros((n, len(meta0["env_params"])), np.float32),
+            np.zeros(n, np.int64),
+        )
         metrics = {m: np.full(n, np.nan) for m in METRICS}
         for start in range(0, n, chunk):
-            states, metas = zip(*(load_checkpoint(d) for d in dirs[start:start + chunk]))
+            states, metas = zip(
+                *(load_checkpoint(d) for d in dirs[start : start + chunk]), strict=True
+            )
             stacked = layout.stack(states)
             for k, x in stacked.items():
-                feats[k][start:start + len(states)] = x.numpy()
+                feats[k][start : start + len(states)] = x.numpy()
             for j, meta in enumerate(metas):
                 i = start + j
                 env_index[i], seeds[i] = meta["env_index"], meta["seed"]
@@ -68,9 +83,16 @@ def consolidate(expert_dirs: Sequence[str | Path], path: str | Path, chunk: int 
         f.create_dataset("env_params", data=params).attrs["names"] = meta0["env_params"]
         for m, v in metrics.items():
             f[f"metrics/{m}"] = v
-        f.attrs.update({"expert": json.dumps(meta0["expert"]), "channels": meta0["channels"],
-                        "residual": meta0["residual"], "layout_fingerprint": layout.fingerprint,
-                        "node_types": [nt.key for nt in layout.node_types], "n_experts": n})
+        f.attrs.update(
+            {
+                "expert": json.dumps(meta0["expert"]),
+                "channels": meta0["channels"],
+                "residual": meta0["residual"],
+                "layout_fingerprint": layout.fingerprint,
+                "node_types": [nt.key for nt in layout.node_types],
+                "n_experts": n,
+            }
+        )
     return Path(path)
 
 
@@ -83,7 +105,9 @@ class ZooArchive:
             self.expert_cfg = json.loads(f.attrs["expert"])
             self.channels = int(f.attrs["channels"])
             self.residual = bool(f.attrs["residual"])
-            self.features = {k: torch.from_numpy(f[f"features/{k}"][:]) for k in f.attrs["node_types"]}
+            self.features = {
+                k: torch.from_numpy(f[f"features/{k}"][:]) for k in f.attrs["node_types"]
+            }
             self.env_index = torch.from_numpy(f["env_index"][:])
             self.env_params = torch.from_numpy(f["env_params"][:])
             self.param_names = [str(n) for n in f["env_params"].attrs["names"]]
@@ -92,14 +116,18 @@ class ZooArchive:
             fingerprint = f.attrs["layout_fingerprint"]
         self.template, self.layout = expert_layout(self.expert_cfg, self.channels)
         if self.layout.fingerprint != fingerprint:
-            raise ValueError(f"{self.path}: the expert architecture no longer matches the stored layout "
-                             f"({self.layout.fingerprint} != {fingerprint}); re-run consolidation")
+            raise ValueError(
+                f"{self.path}: the expert architecture no longer matches the stored layout "
+                f"({self.layout.fingerprint} != {fingerprint}); re-run consolidation"
+            )
 
     def __len__(self) -> int:
         return int(self.env_index.shape[0])
 
     def graph(self, i: int) -> wg.WeightGraph:
-        return wg.WeightGraph.from_features(self.layout, {k: v[i] for k, v in self.features.items()})
+        return wg.WeightGraph.from_features(
+            self.layout, {k: v[i] for k, v in self.features.items()}
+        )
 
     def expert(self, i: int) -> torch.nn.Module:
         """Expert ``i`` as a module (weights written into a copy of the template through weightgraph)."""

@@ -49,8 +49,14 @@ class ZooBuilder:
         device: where experts train (``None``: the CPU); checkpoints are always written from the CPU.
     """
 
-    def __init__(self, cfg: Mapping[str, Any], data: Dataset, layout: ArtifactLayout, progress: bool = True,
-                 device: torch.device | str | None = None):
+    def __init__(
+        self,
+        cfg: Mapping[str, Any],
+        data: Dataset,
+        layout: ArtifactLayout,
+        progress: bool = True,
+        device: torch.device | str | None = None,
+    ):
         self.cfg, self.data, self.layout = cfg, data, layout
         self.device, self.progress = device, progress
         self.manifest = data.manifest
@@ -59,11 +65,19 @@ class ZooBuilder:
         self.t_cut = int(round(data.n_time * (1 - cfg["zoo"]["val_fraction"])))
         zc = cfg["zoo"]
         # what each kind of model is trained on: configs + the digest of the data (never file times)
-        inputs = {"data": data.fingerprint(), "expert": cfg["expert"], "seed": zc["seed"],
-                  "val_fraction": zc["val_fraction"]}
+        inputs = {
+            "data": data.fingerprint(),
+            "expert": cfg["expert"],
+            "seed": zc["seed"],
+            "val_fraction": zc["val_fraction"],
+        }
         self.keys = {"base": digest({**inputs, "pretrain": zc["pretrain"]})}
-        self.keys["expert"] = digest({"base": self.keys["base"],
-                                      **{k: v for k, v in zc.items() if k not in ("n_experts", "pretrain")}})
+        self.keys["expert"] = digest(
+            {
+                "base": self.keys["base"],
+                **{k: v for k, v in zc.items() if k not in ("n_experts", "pretrain")},
+            }
+        )
         for ref in ("one_per_env", "one_for_all"):
             self.keys[ref] = digest({"base": self.keys["base"], ref: cfg["baselines"][ref]})
 
@@ -80,23 +94,46 @@ class ZooBuilder:
         torch.manual_seed(seed)
         return build_expert(arch or self.cfg["expert"], self.channels)
 
-    def train(self, net: torch.nn.Module, envs: list[int], train_cfg: Mapping[str, Any], seed: int,
-              desc: str | None = None) -> dict[str, float]:
+    def train(
+        self,
+        net: torch.nn.Module,
+        envs: list[int],
+        train_cfg: Mapping[str, Any],
+        seed: int,
+        desc: str | None = None,
+    ) -> dict[str, float]:
         """Fit ``net`` on the one-step pairs of ``envs`` (cosine schedule); returns its metrics."""
         data = self.pairs(envs, "fit")
         t = time.perf_counter()
-        losses = fit(net, data, LoopConfig.from_section(train_cfg, "cosine"), batch_size=train_cfg["batch_size"],
-                     residual=self.residual, seed=seed, desc=desc if self.progress else None, device=self.device)
+        losses = fit(
+            net,
+            data,
+            LoopConfig.from_section(train_cfg, "cosine"),
+            batch_size=train_cfg["batch_size"],
+            residual=self.residual,
+            seed=seed,
+            desc=desc if self.progress else None,
+            device=self.device,
+        )
         seconds = time.perf_counter() - t
-        return {"train_loss": float(np.mean(losses[-max(1, len(losses) // 10):])),
-                "val_loss": one_step_mse(net, self.pairs(envs, "val"), self.residual),
-                "test_loss": one_step_mse(net, self.pairs(envs, "test"), self.residual),
-                "train_seconds": seconds,
-                "samples_per_s": train_cfg["steps"] * min(train_cfg["batch_size"], len(data)) / seconds}
+        return {
+            "train_loss": float(np.mean(losses[-max(1, len(losses) // 10) :])),
+            "val_loss": one_step_mse(net, self.pairs(envs, "val"), self.residual),
+            "test_loss": one_step_mse(net, self.pairs(envs, "test"), self.residual),
+            "train_seconds": seconds,
+            "samples_per_s": train_cfg["steps"] * min(train_cfg["batch_size"], len(data)) / seconds,
+        }
 
     def _meta(self, kind: str, **kw) -> dict[str, Any]:
-        return {"kind": kind, "key": self.keys["expert" if kind == "expert" else kind], "expert": self.cfg["expert"],
-                "channels": self.channels, "residual": self.residual, "env_params": self.manifest.env_params, **kw}
+        return {
+            "kind": kind,
+            "key": self.keys["expert" if kind == "expert" else kind],
+            "expert": self.cfg["expert"],
+            "channels": self.channels,
+            "residual": self.residual,
+            "env_params": self.manifest.env_params,
+            **kw,
+        }
 
     # ------------------------------------------------------------------ stages
     def base(self) -> torch.nn.Module:
@@ -104,10 +141,20 @@ class ZooBuilder:
         zc = self.cfg["zoo"]
         net = self.new_expert(seed=job_seed(zc["seed"], 0))
         if not is_complete(self.layout.base, set(tensor_state(net)), self.keys["base"]):
-            metrics = self.train(net, self.manifest.seen, zc["pretrain"], job_seed(zc["seed"], 1), desc="pretrain base")
-            save_checkpoint(self.layout.base, net, self._meta("base", envs=self.manifest.seen, metrics=metrics))
-            print(f"base model: val {metrics['val_loss']:.3e}, test {metrics['test_loss']:.3e}, "
-                  f"{metrics['train_seconds']:.1f} s ({metrics['samples_per_s']:.0f} samples/s)")
+            metrics = self.train(
+                net,
+                self.manifest.seen,
+                zc["pretrain"],
+                job_seed(zc["seed"], 1),
+                desc="pretrain base",
+            )
+            save_checkpoint(
+                self.layout.base, net, self._meta("base", envs=self.manifest.seen, metrics=metrics)
+            )
+            print(
+                f"base model: val {metrics['val_loss']:.3e}, test {metrics['test_loss']:.3e}, "
+                f"{metrics['train_seconds']:.1f} s ({metrics['samples_per_s']:.0f} samples/s)"
+            )
         return load_into(net, self.layout.base)
 
     def perturb(self, net: torch.nn.Module, seed: int) -> None:
@@ -119,25 +166,33 @@ class ZooBuilder:
         with torch.no_grad():
             for name, t in net.named_parameters():
                 if name.startswith(f"{layer}."):
-                    std = t.detach().abs().pow(2).mean().sqrt() if t.is_complex() else t.detach().std()
+                    std = (
+                        t.detach().abs().pow(2).mean().sqrt()
+                        if t.is_complex()
+                        else t.detach().std()
+                    )
                     noise = torch.randn(t.shape, generator=g, dtype=t.dtype)
                     t.add_(p["scale"] * std * noise)
                     hit = True
         if p["scale"] and not hit:
-            raise ValueError(f"zoo.perturb.layer '{layer}' matches no parameter of the expert "
-                             f"(e.g. {next(n for n, _ in net.named_parameters())})")
+            raise ValueError(
+                f"zoo.perturb.layer '{layer}' matches no parameter of the expert "
+                f"(e.g. {next(n for n, _ in net.named_parameters())})"
+            )
 
     def expert_jobs(self) -> list[tuple[int, int]]:
         """``(environment, seed)`` of every expert of the zoo, in archive order."""
         return [(e, s) for e in self.manifest.seen for s in range(self.cfg["zoo"]["n_experts"])]
 
-    def experts(self, shard: tuple[int, int] = (0, 1), on_done: Callable[[int, int], None] | None = None) -> dict:
+    def experts(
+        self, shard: tuple[int, int] = (0, 1), on_done: Callable[[int, int], None] | None = None
+    ) -> dict:
         """Fine-tune ``zoo.n_experts`` experts per seen environment (this shard's share)."""
         zc = self.cfg["zoo"]
         init = zc["init"]
         base = self.base() if init == "base" else None
         clean_temporaries(self.layout.experts_dir)
-        jobs = self.expert_jobs()[shard[0]::shard[1]]
+        jobs = self.expert_jobs()[shard[0] :: shard[1]]
         keys = set(tensor_state(self.new_expert()))
         done, t0 = 0, time.perf_counter()
         for e, s in tqdm(jobs, desc="experts", unit="expert", disable=not self.progress):
@@ -149,22 +204,39 @@ class ZooBuilder:
             if base is not None:
                 net.load_state_dict(base.state_dict())
                 self.perturb(net, seed)
-            metrics = self.train(net, [e], zc["finetune"] if init == "base" else zc["scratch"], seed)
-            save_checkpoint(path, net, self._meta("expert", env_index=e, env=self.manifest.environments[e],
-                                                  seed=s, init=init, metrics=metrics))
+            metrics = self.train(
+                net, [e], zc["finetune"] if init == "base" else zc["scratch"], seed
+            )
+            save_checkpoint(
+                path,
+                net,
+                self._meta(
+                    "expert",
+                    env_index=e,
+                    env=self.manifest.environments[e],
+                    seed=s,
+                    init=init,
+                    metrics=metrics,
+                ),
+            )
             done += 1
             if on_done:
                 on_done(e, s)
         minutes = (time.perf_counter() - t0) / 60
-        return {"jobs": len(jobs), "trained": done, "skipped": len(jobs) - done, "minutes": minutes,
-                "experts_per_min": done / minutes if done else float("nan")}
+        return {
+            "jobs": len(jobs),
+            "trained": done,
+            "skipped": len(jobs) - done,
+            "minutes": minutes,
+            "experts_per_min": done / minutes if done else float("nan"),
+        }
 
     def one_per_env(self, shard: tuple[int, int] = (0, 1)) -> dict:
         """An expert for every environment, unseen ones included: the upper-bound reference."""
         bc = self.cfg["baselines"]["one_per_env"]
         base = self.base() if bc["init"] == "base" else None
         keys = set(tensor_state(self.new_expert()))
-        envs = list(range(len(self.manifest.environments)))[shard[0]::shard[1]]
+        envs = list(range(len(self.manifest.environments)))[shard[0] :: shard[1]]
         trained = 0
         for e in tqdm(envs, desc="one-per-env", unit="env", disable=not self.progress):
             if is_complete(self.layout.one_per_env(e), keys, self.keys["one_per_env"]):
@@ -174,7 +246,11 @@ class ZooBuilder:
             if base is not None:
                 net.load_state_dict(base.state_dict())
             metrics = self.train(net, [e], bc, seed)
-            save_checkpoint(self.layout.one_per_env(e), net, self._meta("one_per_env", env_index=e, metrics=metrics))
+            save_checkpoint(
+                self.layout.one_per_env(e),
+                net,
+                self._meta("one_per_env", env_index=e, metrics=metrics),
+            )
             trained += 1
         return {"envs": len(envs), "trained": trained}
 
@@ -183,8 +259,16 @@ class ZooBuilder:
         bc = self.cfg["baselines"]["one_for_all"]
         arch = {**self.cfg["expert"], **bc["arch"]}
         net = self.new_expert(arch, seed=job_seed(self.cfg["zoo"]["seed"], 9))
-        if not is_complete(self.layout.one_for_all, set(tensor_state(net)), self.keys["one_for_all"]):
-            metrics = self.train(net, self.manifest.seen, bc, job_seed(self.cfg["zoo"]["seed"], 10), desc="one-for-all")
+        if not is_complete(
+            self.layout.one_for_all, set(tensor_state(net)), self.keys["one_for_all"]
+        ):
+            metrics = self.train(
+                net,
+                self.manifest.seen,
+                bc,
+                job_seed(self.cfg["zoo"]["seed"], 10),
+                desc="one-for-all",
+            )
             meta = self._meta("one_for_all", envs=self.manifest.seen, metrics=metrics)
             meta["expert"] = arch
             save_checkpoint(self.layout.one_for_all, net, meta)
@@ -205,7 +289,9 @@ class ZooBuilder:
 
         def one_per_env(env: int, obs: torch.Tensor) -> Predictor:
             if env not in cache:
-                cache[env] = self.predictor(load_into(self.new_expert(), self.layout.one_per_env(env)))
+                cache[env] = self.predictor(
+                    load_into(self.new_expert(), self.layout.one_per_env(env))
+                )
             return cache[env]
 
         methods: dict[str, Method] = {}

@@ -42,20 +42,32 @@ def build_expert(cfg: Mapping[str, Any], channels: int) -> nn.Module:
     if arch == "fno":
         from neuralop.models import FNO
 
-        return FNO(n_modes=tuple(cfg["n_modes"]), hidden_channels=cfg["hidden_channels"], in_channels=channels,
-                   out_channels=channels, n_layers=cfg["n_layers"],
-                   lifting_channel_ratio=cfg.get("lifting_channel_ratio", 2),
-                   projection_channel_ratio=cfg.get("projection_channel_ratio", 2))
+        return FNO(
+            n_modes=tuple(cfg["n_modes"]),
+            hidden_channels=cfg["hidden_channels"],
+            in_channels=channels,
+            out_channels=channels,
+            n_layers=cfg["n_layers"],
+            lifting_channel_ratio=cfg.get("lifting_channel_ratio", 2),
+            projection_channel_ratio=cfg.get("projection_channel_ratio", 2),
+        )
     if arch == "uno":
         from neuralop.models import UNO
 
         n = cfg["n_layers"]
-        return UNO(in_channels=channels, out_channels=channels, hidden_channels=cfg["hidden_channels"],
-                   lifting_channels=cfg.get("lifting_channels", 2 * cfg["hidden_channels"]),
-                   projection_channels=cfg.get("projection_channels", 2 * cfg["hidden_channels"]), n_layers=n,
-                   uno_out_channels=list(cfg.get("uno_out_channels", [cfg["hidden_channels"]] * n)),
-                   uno_n_modes=[list(cfg["n_modes"])] * n, uno_scalings=list(cfg.get("uno_scalings", [[1.0, 1.0]] * n)),
-                   horizontal_skips_map=dict(cfg.get("horizontal_skips_map", {})), channel_mlp_skip="linear")
+        return UNO(
+            in_channels=channels,
+            out_channels=channels,
+            hidden_channels=cfg["hidden_channels"],
+            lifting_channels=cfg.get("lifting_channels", 2 * cfg["hidden_channels"]),
+            projection_channels=cfg.get("projection_channels", 2 * cfg["hidden_channels"]),
+            n_layers=n,
+            uno_out_channels=list(cfg.get("uno_out_channels", [cfg["hidden_channels"]] * n)),
+            uno_n_modes=[list(cfg["n_modes"])] * n,
+            uno_scalings=list(cfg.get("uno_scalings", [[1.0, 1.0]] * n)),
+            horizontal_skips_map=dict(cfg.get("horizontal_skips_map", {})),
+            channel_mlp_skip="linear",
+        )
     if arch == "mlp_rk4":
         return ODEStep(channels, cfg.get("hidden", 128), cfg.get("depth", 2), cfg.get("dt", 0.1))
     raise ValueError(f"unknown expert arch '{arch}' (fno, uno, mlp_rk4)")

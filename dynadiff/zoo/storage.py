@@ -25,7 +25,11 @@ WEIGHTS, CONFIG = "weights.safetensors", "config.json"
 
 def tensor_state(module: nn.Module) -> dict[str, torch.Tensor]:
     """The module's state as plain contiguous tensors (drops neuraloperator's non-tensor ``_metadata``)."""
-    return {k: v.detach().contiguous() for k, v in module.state_dict().items() if isinstance(v, torch.Tensor)}
+    return {
+        k: v.detach().contiguous()
+        for k, v in module.state_dict().items()
+        if isinstance(v, torch.Tensor)
+    }
 
 
 def save_checkpoint(path: str | Path, module: nn.Module, config: Mapping[str, Any]) -> Path:
@@ -37,7 +41,9 @@ def save_checkpoint(path: str | Path, module: nn.Module, config: Mapping[str, An
     return Path(path)
 
 
-def is_complete(path: str | Path, expected_keys: set[str] | None = None, key: str | None = None) -> bool:
+def is_complete(
+    path: str | Path, expected_keys: set[str] | None = None, key: str | None = None
+) -> bool:
     """Both files present, config marked complete (and written under ``key`` when given), weights
     readable with the expected tensor names."""
     path = Path(path)

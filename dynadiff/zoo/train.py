@@ -22,8 +22,17 @@ class Pairs:
         return self.x.shape[0]
 
 
-def fit(net: nn.Module, data: Pairs, cfg: LoopConfig, *, batch_size: int, residual: bool, seed: int,
-        desc: str | None = None, device: torch.device | str | None = None) -> list[float]:
+def fit(
+    net: nn.Module,
+    data: Pairs,
+    cfg: LoopConfig,
+    *,
+    batch_size: int,
+    residual: bool,
+    seed: int,
+    desc: str | None = None,
+    device: torch.device | str | None = None,
+) -> list[float]:
     """One-step MSE of ``advance(net, x)`` against ``y``; returns the loss of every step.
 
     ``cfg``: the optimisation (the zoo uses a cosine schedule with warm-up); ``desc``: show a progress
@@ -53,6 +62,6 @@ def one_step_mse(net: nn.Module, data: Pairs, residual: bool, batch_size: int = 
     net.eval()
     total = 0.0
     for i in range(0, len(data), batch_size):
-        pred = advance(net, data.x[i:i + batch_size], residual)
-        total += torch.sum((pred - data.y[i:i + batch_size]) ** 2).item()
+        pred = advance(net, data.x[i : i + batch_size], residual)
+        total += torch.sum((pred - data.y[i : i + batch_size]) ** 2).item()
     return total / data.y.numel()

@@ -19,8 +19,14 @@ def tiny_system(system: str = "lambda_omega", **simulator) -> dict:
 
 def tiny_layout(root, **over) -> ArtifactLayout:
     """A layout with every root under ``root`` (tiny lambda_omega, name fno)."""
-    fields = dict(data_root=root / "data", zoo_root=root / "zoo", models_root=root / "models",
-                  system="lambda_omega", preset="tiny", name="fno")
+    fields = dict(
+        data_root=root / "data",
+        zoo_root=root / "zoo",
+        models_root=root / "models",
+        system="lambda_omega",
+        preset="tiny",
+        name="fno",
+    )
     return ArtifactLayout(**{**fields, **over})
 
 

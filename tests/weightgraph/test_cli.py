@@ -20,8 +20,19 @@ def test_inspect_saved_module(tmp_path, capsys):
 def test_inspect_state_dict_with_factory(tmp_path, capsys):
     path = tmp_path / "sd.pt"
     torch.save(torch.nn.Linear(3, 4).state_dict(), path)
-    assert main(["inspect", str(path), "--module", "torch.nn:Linear", "--kwargs", json.dumps(
-        {"in_features": 3, "out_features": 4})]) == 0
+    assert (
+        main(
+            [
+                "inspect",
+                str(path),
+                "--module",
+                "torch.nn:Linear",
+                "--kwargs",
+                json.dumps({"in_features": 3, "out_features": 4}),
+            ]
+        )
+        == 0
+    )
     assert "round trip bit-exact: True" in capsys.readouterr().out
 
 

@@ -48,7 +48,7 @@ def test_normalizer_pools_complex_modes_per_pair():
     norm = Normalizer.fit(graphs)
     key = next(k for k in graphs[0].layout.node_keys if k.startswith("conv0"))
     std = norm.std[key]  # (8, 2 blocks x 8 inputs x 4 x 4 modes x 2)
-    per_pair = std[:, :8 * 32].reshape(8, 8, 32)
+    per_pair = std[:, : 8 * 32].reshape(8, 8, 32)
     assert torch.equal(per_pair, per_pair[..., :1].expand_as(per_pair))
     assert not torch.equal(per_pair[:, 0, 0], per_pair[:, 1, 0])
 
@@ -56,7 +56,9 @@ def test_normalizer_pools_complex_modes_per_pair():
 def test_normalizer_fit_from_pyg_batch_matches_list():
     graphs = _graphs(UNet, 3)
     a, b = Normalizer.fit(graphs), Normalizer.fit(Batch.from_data_list(graphs))
-    assert all(torch.allclose(a.mean[k], b.mean[k]) and torch.allclose(a.std[k], b.std[k]) for k in a.mean)
+    assert all(
+        torch.allclose(a.mean[k], b.mean[k]) and torch.allclose(a.std[k], b.std[k]) for k in a.mean
+    )
 
 
 def test_normalizer_uses_torch_scatter_when_installed(monkeypatch):
@@ -96,8 +98,10 @@ def test_networkx_exports():
 
 
 def test_weightgraph_does_not_import_dynadiff_or_optional_packages():
-    code = ("import sys, weightgraph, torch; from tests.weightgraph.zoo import mlp; weightgraph.from_module(mlp()); "
-            "bad = [m for m in ('dynadiff', 'neuralop', 'h5py', 'hydra') if m in sys.modules]; print(bad)")
+    code = (
+        "import sys, weightgraph, torch; from tests.weightgraph.zoo import mlp; weightgraph.from_module(mlp()); "
+        "bad = [m for m in ('dynadiff', 'neuralop', 'h5py', 'hydra') if m in sys.modules]; print(bad)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -106,4 +110,6 @@ def test_normalizer_fit_stacked_matches_list():
     graphs = _graphs(UNet, 3)
     stacked = {k: torch.stack([g[k].x for g in graphs]) for k in graphs[0].layout.node_keys}
     a, b = Normalizer.fit(graphs), Normalizer.fit_stacked(graphs[0].layout, stacked)
-    assert all(torch.allclose(a.mean[k], b.mean[k]) and torch.allclose(a.std[k], b.std[k]) for k in a.mean)
+    assert all(
+        torch.allclose(a.mean[k], b.mean[k]) and torch.allclose(a.std[k], b.std[k]) for k in a.mean
+    )

@@ -25,7 +25,9 @@ def test_graph_from_another_architecture():
 def test_wrong_feature_width():
     g = wg.from_module(nn.Sequential(nn.Linear(3, 4)))
     g["0"].x = torch.zeros(4, 5)
-    with pytest.raises(wg.ArchitectureMismatchError, match=r"node type '0'.*\(4, 5\).*\(\.\.\., 4, 4\)"):
+    with pytest.raises(
+        wg.ArchitectureMismatchError, match=r"node type '0'.*\(4, 5\).*\(\.\.\., 4, 4\)"
+    ):
         wg.to_state_dict(g)
 
 
@@ -41,7 +43,9 @@ def test_not_a_weight_graph():
 
 
 def test_missing_example_input_is_asked_for():
-    class Opaque(nn.Module):  # shape-dependent control flow defeats fx; no first layer to infer from
+    class Opaque(
+        nn.Module
+    ):  # shape-dependent control flow defeats fx; no first layer to infer from
         def __init__(self):
             super().__init__()
             self.scale = nn.Parameter(torch.ones(3))

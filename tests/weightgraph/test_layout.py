@@ -24,7 +24,10 @@ def test_layout_converts_many_checkpoints_exactly():
     for net in nets:
         g = layout.graph(net.state_dict())
         assert g.layout is layout
-        assert all(torch.equal(a, b) for a, b in zip(wg.to_state_dict(g).values(), net.state_dict().values()))
+        assert all(
+            torch.equal(a, b)
+            for a, b in zip(wg.to_state_dict(g).values(), net.state_dict().values(), strict=True)
+        )
 
 
 def test_stack_matches_per_graph_features_and_back():
@@ -40,14 +43,20 @@ def test_stack_matches_per_graph_features_and_back():
         for k, v in n.state_dict().items():
             if v.is_floating_point():
                 assert torch.equal(back[k][i], v), k
-    graphs = layout.graphs_from_stack(stacked, opaque=[{k: n.state_dict()[k] for k in layout.opaque} for n in nets])
-    assert torch.equal(wg.to_state_dict(graphs[2])["layer2.bn2.running_var"], nets[2].layer2.bn2.running_var)
+    graphs = layout.graphs_from_stack(
+        stacked, opaque=[{k: n.state_dict()[k] for k in layout.opaque} for n in nets]
+    )
+    assert torch.equal(
+        wg.to_state_dict(graphs[2])["layer2.bn2.running_var"], nets[2].layer2.bn2.running_var
+    )
 
 
 def test_unflatten_is_differentiable_for_functional_call():
     net = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 2))
     layout = wg.compile_layout(net)
-    feats = {k: v.clone().requires_grad_(True) for k, v in layout.features(net.state_dict()).items()}
+    feats = {
+        k: v.clone().requires_grad_(True) for k, v in layout.features(net.state_dict()).items()
+    }
     x = torch.randn(5, 3)
     out = functional_call(net, layout.unflatten(feats), (x,))
     assert torch.allclose(out, net(x))
@@ -57,7 +66,9 @@ def test_unflatten_is_differentiable_for_functional_call():
     ref = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 2))
     ref.load_state_dict(net.state_dict())
     ref(x).square().sum().backward()
-    assert torch.allclose(feats["0"].grad, torch.cat([ref[0].weight.grad, ref[0].bias.grad[:, None]], 1))
+    assert torch.allclose(
+        feats["0"].grad, torch.cat([ref[0].weight.grad, ref[0].bias.grad[:, None]], 1)
+    )
 
 
 def test_batched_functional_call_with_vmap():
@@ -83,7 +94,10 @@ def test_pyg_batch_offsets_are_exact():
     be = batch[et].edge_index
     assert be.shape[1] == 3 * e.shape[1]
     n_src, n_dst = 16, 8
-    assert be[:, e.shape[1]:2 * e.shape[1]].tolist() == (e + torch.tensor([[n_src], [n_dst]])).tolist()
+    assert (
+        be[:, e.shape[1] : 2 * e.shape[1]].tolist()
+        == (e + torch.tensor([[n_src], [n_dst]])).tolist()
+    )
     dense = to_dense(graphs)
     assert all(m.all() for _, m in dense.values())
     assert torch.equal(dense[key][0], stack_graphs(graphs)[key])
@@ -106,7 +120,9 @@ def test_mixed_dtypes_are_exact():
     layout = wg.compile_layout(net, (torch.randn(1, 3, dtype=torch.float64),), trace="fx")
     assert layout.dtype == torch.float64
     out = wg.to_state_dict(layout.graph(net))
-    assert all(out[k].dtype == v.dtype and torch.equal(out[k], v) for k, v in net.state_dict().items())
+    assert all(
+        out[k].dtype == v.dtype and torch.equal(out[k], v) for k, v in net.state_dict().items()
+    )
 
 
 def test_fingerprint_tells_architectures_apart():

@@ -50,7 +50,9 @@ def test_to_module_into_other_init_gives_identical_outputs(case):
 
 def test_zeroing_features_zeroes_every_parameter(case):
     _, factory, net, _, g = case
-    zero = wg.WeightGraph.from_features(g.layout, {k: torch.zeros_like(v) for k, v in g.features.items()}, g.opaque)
+    zero = wg.WeightGraph.from_features(
+        g.layout, {k: torch.zeros_like(v) for k, v in g.features.items()}, g.opaque
+    )
     restored = wg.to_module(zero, factory())
     for name, p in restored.named_parameters():
         assert not p.any(), f"{name} is not carried by the node features"
@@ -72,7 +74,9 @@ def test_graph_owns_its_tensors(case):
 def test_every_tensor_is_carried_exactly_once(case):
     _, _, net, _, g = case
     lay = g.layout
-    carried = [b.name for nt in lay.node_types for b in nt.blocks] + list(lay.opaque) + list(lay.aliases)
+    carried = (
+        [b.name for nt in lay.node_types for b in nt.blocks] + list(lay.opaque) + list(lay.aliases)
+    )
     assert sorted(carried) == sorted(_tensors(net))
     for k in lay.opaque:  # only integer counters are opaque in these models
         assert not _tensors(net)[k].is_floating_point()
@@ -111,7 +115,12 @@ def test_strict_false_carries_unsupported_tensors_opaquely():
     with pytest.raises(wg.UnsupportedLayerError, match=r"weight_ih_l0.*LSTM"):
         wg.from_module(lstm, x)
     g = wg.from_module(lstm, x, strict=False)
-    assert set(g.layout.opaque) == {"1.weight_ih_l0", "1.weight_hh_l0", "1.bias_ih_l0", "1.bias_hh_l0"}
+    assert set(g.layout.opaque) == {
+        "1.weight_ih_l0",
+        "1.weight_hh_l0",
+        "1.bias_ih_l0",
+        "1.bias_hh_l0",
+    }
     assert g.node_types == ["0"]
     out = wg.to_state_dict(g)
     assert all(torch.equal(out[k], v) for k, v in lstm.state_dict().items())
@@ -120,14 +129,25 @@ def test_strict_false_carries_unsupported_tensors_opaquely():
 def test_factorised_spectral_weight_is_rejected_with_its_name():
     from neuralop.models import FNO
 
-    net = FNO(n_modes=(4, 4), hidden_channels=4, in_channels=1, out_channels=1, n_layers=1,
-              factorization="tucker", rank=0.5)
-    with pytest.raises(wg.UnsupportedLayerError, match=r"fno_blocks\.convs\.0.*SpectralConv.*weight"):
+    net = FNO(
+        n_modes=(4, 4),
+        hidden_channels=4,
+        in_channels=1,
+        out_channels=1,
+        n_layers=1,
+        factorization="tucker",
+        rank=0.5,
+    )
+    with pytest.raises(
+        wg.UnsupportedLayerError, match=r"fno_blocks\.convs\.0.*SpectralConv.*weight"
+    ):
         wg.from_module(net)
     g = wg.from_module(net, strict=False)
     assert any(k.startswith("fno_blocks.convs.0.weight") for k in g.layout.opaque)
     out = wg.to_state_dict(g)
-    assert all(torch.equal(out[k], v) for k, v in net.state_dict().items() if isinstance(v, torch.Tensor))
+    assert all(
+        torch.equal(out[k], v) for k, v in net.state_dict().items() if isinstance(v, torch.Tensor)
+    )
 
 
 def test_converting_never_modifies_the_module():
@@ -145,7 +165,9 @@ def test_registered_handler_takes_over_a_custom_layer():
     class Gate(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.w = torch.nn.Parameter(torch.randn(5, 3))  # (in, out): generic inference cannot see it
+            self.w = torch.nn.Parameter(
+                torch.randn(5, 3)
+            )  # (in, out): generic inference cannot see it
 
         def forward(self, x):
             return (x[..., :, None] * self.w).sum(-2)
@@ -156,13 +178,19 @@ def test_registered_handler_takes_over_a_custom_layer():
 
     @wg.register_handler(Gate)
     def gate(module, path):
-        return wg.LayerDef(path, [wg.NodeGroup(path, 3, [wg.param_block(module, path, "w", node_axes=(1,))])],
-                           in_channels=5)
+        return wg.LayerDef(
+            path,
+            [wg.NodeGroup(path, 3, [wg.param_block(module, path, "w", node_axes=(1,))])],
+            in_channels=5,
+        )
 
     g = wg.from_module(net)
     assert g["1"].x.shape == (3, 5) and torch.equal(g["1"].x, net[1].w.t())
     assert g["0", "to", "1"].edge_index.shape == (2, 15)
-    assert all(torch.equal(a, b) for a, b in zip(wg.to_state_dict(g).values(), net.state_dict().values()))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(wg.to_state_dict(g).values(), net.state_dict().values(), strict=True)
+    )
 
 
 def test_example_input_is_inferred_for_neuraloperator_models():
@@ -172,5 +200,11 @@ def test_example_input_is_inferred_for_neuraloperator_models():
         net = factory()
         g = wg.from_module(net)  # no example_inputs: torch.fx fails, torch.export needs a shape
         assert g.layout.capture == "export"
-        assert all(torch.equal(a, b) for a, b in zip(wg.to_state_dict(g).values(),
-                                                     (v for v in net.state_dict().values() if isinstance(v, torch.Tensor))))
+        assert all(
+            torch.equal(a, b)
+            for a, b in zip(
+                wg.to_state_dict(g).values(),
+                (v for v in net.state_dict().values() if isinstance(v, torch.Tensor)),
+                strict=True,
+            )
+        )

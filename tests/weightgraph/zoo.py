@@ -9,7 +9,9 @@ from torch import nn
 
 
 def mlp():
-    return nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 16), nn.GELU(), nn.Linear(16, 2))
+    return nn.Sequential(
+        nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 16), nn.GELU(), nn.Linear(16, 2)
+    )
 
 
 class CNNBN(nn.Module):
@@ -32,7 +34,9 @@ class BasicBlock(nn.Module):
         self.conv2, self.bn2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
         self.downsample = None
         if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            self.downsample = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+            )
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
@@ -76,7 +80,9 @@ class TinyTransformer(nn.Module):
         super().__init__()
         self.tok = nn.Embedding(vocab, d)
         self.pos = nn.Embedding(t, d)
-        self.layer = nn.TransformerEncoderLayer(d, nhead=2, dim_feedforward=32, dropout=0.0, batch_first=True)
+        self.layer = nn.TransformerEncoderLayer(
+            d, nhead=2, dim_feedforward=32, dropout=0.0, batch_first=True
+        )
         self.norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, vocab)
 
@@ -99,12 +105,18 @@ class DepthwiseGN(nn.Module):
 
 
 def conv1d_net():
-    return nn.Sequential(nn.Conv1d(2, 8, 5, padding=2), nn.InstanceNorm1d(8, affine=True), nn.ReLU(),
-                         nn.Conv1d(8, 4, 3, padding=1))
+    return nn.Sequential(
+        nn.Conv1d(2, 8, 5, padding=2),
+        nn.InstanceNorm1d(8, affine=True),
+        nn.ReLU(),
+        nn.Conv1d(8, 4, 3, padding=1),
+    )
 
 
 def conv3d_net():
-    return nn.Sequential(nn.Conv3d(1, 4, 3, padding=1), nn.BatchNorm3d(4), nn.ReLU(), nn.Conv3d(4, 2, 1))
+    return nn.Sequential(
+        nn.Conv3d(1, 4, 3, padding=1), nn.BatchNorm3d(4), nn.ReLU(), nn.Conv3d(4, 2, 1)
+    )
 
 
 class Tied(nn.Module):
@@ -136,10 +148,20 @@ class SpectralConv2d(nn.Module):
     def forward(self, x):
         b = x.shape[0]
         x_ft = torch.fft.rfft2(x)
-        out_ft = torch.zeros(b, self.weights1.shape[1], x.size(-2), x.size(-1) // 2 + 1, dtype=torch.cfloat,
-                             device=x.device)
-        out_ft[:, :, :self.m1, :self.m2] = self.compl_mul2d(x_ft[:, :, :self.m1, :self.m2], self.weights1)
-        out_ft[:, :, -self.m1:, :self.m2] = self.compl_mul2d(x_ft[:, :, -self.m1:, :self.m2], self.weights2)
+        out_ft = torch.zeros(
+            b,
+            self.weights1.shape[1],
+            x.size(-2),
+            x.size(-1) // 2 + 1,
+            dtype=torch.cfloat,
+            device=x.device,
+        )
+        out_ft[:, :, : self.m1, : self.m2] = self.compl_mul2d(
+            x_ft[:, :, : self.m1, : self.m2], self.weights1
+        )
+        out_ft[:, :, -self.m1 :, : self.m2] = self.compl_mul2d(
+            x_ft[:, :, -self.m1 :, : self.m2], self.weights2
+        )
         return torch.fft.irfft2(out_ft, s=(x.size(-2), x.size(-1)))
 
 
@@ -147,14 +169,25 @@ class ClassicFNO2d(nn.Module):
     def __init__(self, modes=4, width=8):
         super().__init__()
         self.fc0 = nn.Linear(3, width)
-        self.conv0, self.conv1 = SpectralConv2d(width, width, modes, modes), SpectralConv2d(width, width, modes, modes)
+        self.conv0, self.conv1 = (
+            SpectralConv2d(width, width, modes, modes),
+            SpectralConv2d(width, width, modes, modes),
+        )
         self.w0, self.w1 = nn.Conv2d(width, width, 1), nn.Conv2d(width, width, 1)
         self.fc1, self.fc2 = nn.Linear(width, 16), nn.Linear(16, 1)
 
     def get_grid(self, shape, device):
         b, sx, sy = shape[0], shape[1], shape[2]
-        gx = torch.tensor(np.linspace(0, 1, sx), dtype=torch.float).reshape(1, sx, 1, 1).repeat([b, 1, sy, 1])
-        gy = torch.tensor(np.linspace(0, 1, sy), dtype=torch.float).reshape(1, 1, sy, 1).repeat([b, sx, 1, 1])
+        gx = (
+            torch.tensor(np.linspace(0, 1, sx), dtype=torch.float)
+            .reshape(1, sx, 1, 1)
+            .repeat([b, 1, sy, 1])
+        )
+        gy = (
+            torch.tensor(np.linspace(0, 1, sy), dtype=torch.float)
+            .reshape(1, 1, sy, 1)
+            .repeat([b, sx, 1, 1])
+        )
         return torch.cat((gx, gy), dim=-1).to(device)
 
     def forward(self, x):  # x: (B, X, Y, 1)
@@ -180,10 +213,17 @@ def neuralop_fno3d():
 def neuralop_uno():
     from neuralop.models import UNO
 
-    return UNO(in_channels=2, out_channels=1, hidden_channels=8, n_layers=3,
-               uno_out_channels=[8, 16, 8], uno_n_modes=[[4, 4], [4, 4], [4, 4]],
-               uno_scalings=[[1.0, 1.0], [0.5, 0.5], [2.0, 2.0]], horizontal_skips_map={2: 0},
-               channel_mlp_skip="linear")
+    return UNO(
+        in_channels=2,
+        out_channels=1,
+        hidden_channels=8,
+        n_layers=3,
+        uno_out_channels=[8, 16, 8],
+        uno_n_modes=[[4, 4], [4, 4], [4, 4]],
+        uno_scalings=[[1.0, 1.0], [0.5, 0.5], [2.0, 2.0]],
+        horizontal_skips_map={2: 0},
+        channel_mlp_skip="linear",
+    )
 
 
 # name -> (factory, example input factory)

@@ -91,14 +91,30 @@ def join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 
 
-def param_block(module: nn.Module, path: str, name: str, node_axes: tuple[int, ...],
-                role: str | None = None, view: tuple[int, ...] = ()) -> Block:
+def param_block(
+    module: nn.Module,
+    path: str,
+    name: str,
+    node_axes: tuple[int, ...],
+    role: str | None = None,
+    view: tuple[int, ...] = (),
+) -> Block:
     """Block for tensor ``module.<name>`` (a dotted name reaches into children)."""
-    t = module.get_parameter(name) if name in dict(module.named_parameters()) else module.get_buffer(name)
+    t = (
+        module.get_parameter(name)
+        if name in dict(module.named_parameters())
+        else module.get_buffer(name)
+    )
     if not (t.is_floating_point() or t.is_complex()):
-        raise UnsupportedLayerError(f"{join(path, name)} has dtype {t.dtype}: only float/complex tensors are node features")
+        raise UnsupportedLayerError(
+            f"{join(path, name)} has dtype {t.dtype}: only float/complex tensors are node features"
+        )
     if role is None:
-        role = "bias" if name.endswith("bias") else ("weight" if isinstance(t, nn.Parameter) else "buffer")
+        role = (
+            "bias"
+            if name.endswith("bias")
+            else ("weight" if isinstance(t, nn.Parameter) else "buffer")
+        )
     return Block(join(path, name), tuple(t.shape), t.dtype, tuple(node_axes), tuple(view), role)
 
 
@@ -118,4 +134,12 @@ def layer(module: nn.Module, path: str, groups: list[NodeGroup], **kw) -> LayerD
 # Import for their registration side effects.
 from . import attention, conv, linear, neuralop, norm  # noqa: E402,F401
 
-__all__ = ["LayerDef", "NodeGroup", "register_handler", "find_handler", "param_block", "present", "layer"]
+__all__ = [
+    "LayerDef",
+    "NodeGroup",
+    "register_handler",
+    "find_handler",
+    "param_block",
+    "present",
+    "layer",
+]

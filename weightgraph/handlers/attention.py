@@ -10,7 +10,8 @@ from . import NodeGroup, join, layer, param_block, present, register_handler
 def multihead_attention(m: nn.MultiheadAttention, path: str):
     if m.bias_k is not None or m.bias_v is not None:
         raise UnsupportedLayerError(
-            f"{path} (nn.MultiheadAttention): add_bias_kv=True is not supported (parameters bias_k, bias_v)")
+            f"{path} (nn.MultiheadAttention): add_bias_kv=True is not supported (parameters bias_k, bias_v)"
+        )
     e = m.embed_dim
     groups = []
     if m._qkv_same_embed_dim:
@@ -22,7 +23,8 @@ def multihead_attention(m: nn.MultiheadAttention, path: str):
         if present(m, "in_proj_bias"):
             raise UnsupportedLayerError(
                 f"{path} (nn.MultiheadAttention): kdim/vdim != embed_dim together with a bias "
-                "is not supported (in_proj_bias spans three node types)")
+                "is not supported (in_proj_bias spans three node types)"
+            )
         for p in ("q", "k", "v"):
             blocks = [param_block(m, path, f"{p}_proj_weight", (0,))]
             groups.append(NodeGroup(join(path, f"{p}_proj"), e, blocks))

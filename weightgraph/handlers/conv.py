@@ -11,8 +11,14 @@ def conv(m: nn.modules.conv._ConvNd, path: str):
     blocks = [param_block(m, path, "weight", (0,))]
     if present(m, "bias"):
         blocks.append(param_block(m, path, "bias", (0,)))
-    return layer(m, path, [NodeGroup(path, m.out_channels, blocks)], in_channels=m.in_channels,
-                 connectivity="grouped" if m.groups > 1 else "dense", groups_count=m.groups)
+    return layer(
+        m,
+        path,
+        [NodeGroup(path, m.out_channels, blocks)],
+        in_channels=m.in_channels,
+        connectivity="grouped" if m.groups > 1 else "dense",
+        groups_count=m.groups,
+    )
 
 
 @register_handler(nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -26,5 +32,11 @@ def conv_transpose(m: nn.modules.conv._ConvTransposeNd, path: str):
     blocks = [param_block(m, path, "weight", (0, 2), view=view)]
     if present(m, "bias"):
         blocks.append(param_block(m, path, "bias", (0,)))
-    return layer(m, path, [NodeGroup(path, m.out_channels, blocks)], in_channels=m.in_channels,
-                 connectivity="grouped" if g > 1 else "dense", groups_count=g)
+    return layer(
+        m,
+        path,
+        [NodeGroup(path, m.out_channels, blocks)],
+        in_channels=m.in_channels,
+        connectivity="grouped" if g > 1 else "dense",
+        groups_count=g,
+    )

@@ -17,8 +17,25 @@ from ..errors import UnsupportedLayerError
 
 _LINEAR = {"linear", "conv1d", "conv2d", "conv3d", "convolution", "_convolution"}
 _MATMUL = {"matmul", "mm", "bmm", "__matmul__"}
-_ELEMENTWISE = {"add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "__add__", "__radd__",
-                "__mul__", "__rmul__", "__sub__", "__rsub__", "__truediv__", "__iadd__", "__imul__"}
+_ELEMENTWISE = {
+    "add",
+    "add_",
+    "sub",
+    "sub_",
+    "mul",
+    "mul_",
+    "div",
+    "div_",
+    "__add__",
+    "__radd__",
+    "__mul__",
+    "__rmul__",
+    "__sub__",
+    "__rsub__",
+    "__truediv__",
+    "__iadd__",
+    "__imul__",
+}
 # Ops that only re-label a tensor: the consumer of their result sees the parameter unchanged.
 _ALIAS = {"alias", "detach", "clone", "contiguous", "to", "_to_copy", "lift_fresh_copy", "type_as"}
 
@@ -62,7 +79,9 @@ def consumer_axes(node: fx.Node, param: fx.Node, shape: tuple[int, ...]) -> tupl
     return None
 
 
-def infer_axes(key: str, node: fx.Node, shape: tuple[int, ...], module_type: str) -> tuple[int, ...]:
+def infer_axes(
+    key: str, node: fx.Node, shape: tuple[int, ...], module_type: str
+) -> tuple[int, ...]:
     """Node axes of a parameter from all its (alias-resolved) consumers; they must agree."""
     found: set[tuple[int, ...]] = set()
     frontier = [node]
@@ -79,4 +98,5 @@ def infer_axes(key: str, node: fx.Node, shape: tuple[int, ...], module_type: str
     raise UnsupportedLayerError(
         f"cannot lay out parameter '{key}' of {module_type}: it is consumed by {how}, whose output axis "
         "weightgraph cannot determine. Register a handler for the module "
-        "(weightgraph.register_handler) or convert with strict=False to carry it opaquely.")
+        "(weightgraph.register_handler) or convert with strict=False to carry it opaquely."
+    )

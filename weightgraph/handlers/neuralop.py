@@ -8,8 +8,10 @@ complex, ``(in, out, *modes)``; ``(out, *modes)`` when separable) and a bias ``(
 from ..errors import UnsupportedLayerError
 from . import NodeGroup, layer, param_block, present, register_handler
 
-_SPECTRAL = [f"neuralop.layers.spectral_convolution.{c}" for c in ("SpectralConv", "SpectralConv1d",
-                                                                    "SpectralConv2d", "SpectralConv3d")]
+_SPECTRAL = [
+    f"neuralop.layers.spectral_convolution.{c}"
+    for c in ("SpectralConv", "SpectralConv1d", "SpectralConv2d", "SpectralConv3d")
+]
 
 
 @register_handler(*_SPECTRAL)
@@ -20,13 +22,19 @@ def spectral_conv(m, path: str):
         raise UnsupportedLayerError(
             f"{path} ({type(m).__name__}): factorised spectral weight '{bad}' "
             f"(factorization={getattr(m, 'factorization', None)!r}) is not supported; use factorization=None "
-            "or convert with strict=False to carry it opaquely")
+            "or convert with strict=False to carry it opaquely"
+        )
     node_axis = (0,) if getattr(m, "separable", False) else (1,)
     blocks = [param_block(m, path, "weight.tensor", node_axis, role="weight")]
     if present(m, "bias"):
         blocks.append(param_block(m, path, "bias", (0,)))
-    return layer(m, path, [NodeGroup(path, m.out_channels, blocks)], in_channels=m.in_channels,
-                 connectivity="diagonal" if getattr(m, "separable", False) else "dense")
+    return layer(
+        m,
+        path,
+        [NodeGroup(path, m.out_channels, blocks)],
+        in_channels=m.in_channels,
+        connectivity="diagonal" if getattr(m, "separable", False) else "dense",
+    )
 
 
 @register_handler("neuralop.layers.skip_connections.SoftGating")

@@ -47,10 +47,14 @@ class System(ABC):
     env_params: ClassVar[tuple[str, ...]]
 
     @abstractmethod
-    def simulate(self, env: Mapping[str, float], n_traj: int, rng: np.random.Generator) -> Simulation:
+    def simulate(
+        self, env: Mapping[str, float], n_traj: int, rng: np.random.Generator
+    ) -> Simulation:
         """Simulate ``n_traj`` trajectories from random initial conditions in environment ``env``."""
 
     def check_env(self, env: Mapping[str, float]) -> None:
         missing = [p for p in self.env_params if p not in env]
         if missing:
-            raise ValueError(f"{self.name}: environment is missing parameters {missing} (has {sorted(env)})")
+            raise ValueError(
+                f"{self.name}: environment is missing parameters {missing} (has {sorted(env)})"
+            )

@@ -20,10 +20,24 @@ class LambdaOmega(System):
     name = "lambda_omega"
     env_params = ("beta",)
 
-    def __init__(self, size: int = 64, length: float = 20.0, mu: float = 0.5, dt: float = 0.04,
-                 frame_dt: float = 0.04, t_transient: float = 3.0, n_frames: int = 121, noise: float = 0.05):
+    def __init__(
+        self,
+        size: int = 64,
+        length: float = 20.0,
+        mu: float = 0.5,
+        dt: float = 0.04,
+        frame_dt: float = 0.04,
+        t_transient: float = 3.0,
+        n_frames: int = 121,
+        noise: float = 0.05,
+    ):
         self.size, self.length, self.mu, self.dt = size, length, mu, dt
-        self.frame_dt, self.t_transient, self.n_frames, self.noise = frame_dt, t_transient, n_frames, noise
+        self.frame_dt, self.t_transient, self.n_frames, self.noise = (
+            frame_dt,
+            t_transient,
+            n_frames,
+            noise,
+        )
         self.x = np.linspace(-length / 2, length / 2, size + 1)[:-1]
         k = 2 * np.pi / length * np.fft.fftfreq(size, d=1.0 / size)
         kx, ky = np.meshgrid(k, k, indexing="ij")
@@ -34,7 +48,9 @@ class LambdaOmega(System):
         a2 = u * u + v * v
         return (1 - a2) * u + beta * a2 * v, (1 - a2) * v - beta * a2 * u
 
-    def step(self, uh: np.ndarray, vh: np.ndarray, beta: float, dt: float) -> tuple[np.ndarray, np.ndarray]:
+    def step(
+        self, uh: np.ndarray, vh: np.ndarray, beta: float, dt: float
+    ) -> tuple[np.ndarray, np.ndarray]:
         """One integrating-factor RK4 step of the Fourier coefficients ``(B, N, N)``."""
         e = np.exp(self.lin * dt / 2)
         e2 = e * e
@@ -47,10 +63,14 @@ class LambdaOmega(System):
         b = n(e * (uh + a[0] / 2), e * (vh + a[1] / 2))
         c = n(e * uh + b[0] / 2, e * vh + b[1] / 2)
         d = n(e2 * uh + e * c[0], e2 * vh + e * c[1])
-        return (e2 * uh + (e2 * a[0] + 2 * e * (b[0] + c[0]) + d[0]) / 6,
-                e2 * vh + (e2 * a[1] + 2 * e * (b[1] + c[1]) + d[1]) / 6)
+        return (
+            e2 * uh + (e2 * a[0] + 2 * e * (b[0] + c[0]) + d[0]) / 6,
+            e2 * vh + (e2 * a[1] + 2 * e * (b[1] + c[1]) + d[1]) / 6,
+        )
 
-    def initial_condition(self, n_traj: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def initial_condition(
+        self, n_traj: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
         xx, yy = np.meshgrid(self.x, self.x, indexing="xy")  # (H=y, W=x)
         u = np.empty((n_traj, self.size, self.size))
         v = np.empty_like(u)
@@ -68,13 +88,17 @@ class LambdaOmega(System):
             v += self.noise * _unit(gaussian_random_field(rng, n_traj, self.size))
         return u, v
 
-    def integrate(self, u: np.ndarray, v: np.ndarray, beta: float, t: float, dt: float) -> tuple[np.ndarray, np.ndarray]:
+    def integrate(
+        self, u: np.ndarray, v: np.ndarray, beta: float, t: float, dt: float
+    ) -> tuple[np.ndarray, np.ndarray]:
         uh, vh = np.fft.fft2(u), np.fft.fft2(v)
         for _ in range(int(round(t / dt))):
             uh, vh = self.step(uh, vh, beta, dt)
         return np.fft.ifft2(uh).real, np.fft.ifft2(vh).real
 
-    def simulate(self, env: Mapping[str, float], n_traj: int, rng: np.random.Generator) -> Simulation:
+    def simulate(
+        self, env: Mapping[str, float], n_traj: int, rng: np.random.Generator
+    ) -> Simulation:
         self.check_env(env)
         beta = float(env["beta"])
         u, v = self.initial_condition(n_traj, rng)
@@ -84,9 +108,14 @@ class LambdaOmega(System):
             frames[:, i, 0], frames[:, i, 1] = u, v
             if i < self.n_frames - 1:
                 u, v = self.integrate(u, v, beta, self.frame_dt, self.dt)
-        return Simulation(frames, self.frame_dt * np.arange(self.n_frames), {"y": self.x.copy(), "x": self.x.copy()},
-                          ("u", "v"), (FieldSpec("u", 0, (0,)), FieldSpec("v", 0, (1,))),
-                          {"x": "periodic", "y": "periodic"})
+        return Simulation(
+            frames,
+            self.frame_dt * np.arange(self.n_frames),
+            {"y": self.x.copy(), "x": self.x.copy()},
+            ("u", "v"),
+            (FieldSpec("u", 0, (0,)), FieldSpec("v", 0, (1,))),
+            {"x": "periodic", "y": "periodic"},
+        )
 
 
 def _unit(f: np.ndarray) -> np.ndarray:

@@ -27,7 +27,9 @@ def equilibrium(rho: np.ndarray, u: np.ndarray) -> np.ndarray:
     ux, uy = u[0], u[1]
     usq = 1.5 * (ux * ux + uy * uy)
     out = np.empty((9,) + rho.shape, dtype=rho.dtype)
-    for i, ((cx, cy), w) in enumerate(zip(C.tolist(), W.tolist())):  # Python scalars keep float32 float32
+    for i, ((cx, cy), w) in enumerate(
+        zip(C.tolist(), W.tolist(), strict=True)
+    ):  # Python scalars keep float32 float32
         cu = 3.0 * (cx * ux + cy * uy) if cy else (3.0 * cx * ux if cx else None)
         out[i] = w * rho * ((1 - usq) if cu is None else (1 + cu + 0.5 * cu * cu - usq))
     return out
@@ -41,8 +43,14 @@ def stream(f: np.ndarray) -> np.ndarray:
     return out
 
 
-def collide(f: np.ndarray, omega: np.ndarray, solid: np.ndarray | None = None, force: np.ndarray | None = None,
-            rho_u: tuple[np.ndarray, np.ndarray] | None = None, feq: np.ndarray | None = None) -> np.ndarray:
+def collide(
+    f: np.ndarray,
+    omega: np.ndarray,
+    solid: np.ndarray | None = None,
+    force: np.ndarray | None = None,
+    rho_u: tuple[np.ndarray, np.ndarray] | None = None,
+    feq: np.ndarray | None = None,
+) -> np.ndarray:
     """BGK collision ``f - omega (f - f_eq)``; bounce-back on ``solid`` nodes; optional body force.
 
     Args:

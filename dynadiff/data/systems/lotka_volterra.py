@@ -17,8 +17,16 @@ class LotkaVolterra(System):
     name = "lotka_volterra"
     env_params = ("beta", "delta")
 
-    def __init__(self, alpha: float = 0.5, gamma: float = 0.5, dt: float = 0.1, t_final: float = 10.0,
-                 substeps: int = 10, ic_low: float = 1.0, ic_high: float = 3.0):
+    def __init__(
+        self,
+        alpha: float = 0.5,
+        gamma: float = 0.5,
+        dt: float = 0.1,
+        t_final: float = 10.0,
+        substeps: int = 10,
+        ic_low: float = 1.0,
+        ic_high: float = 3.0,
+    ):
         self.alpha, self.gamma, self.dt, self.t_final = alpha, gamma, dt, t_final
         self.substeps, self.ic_low, self.ic_high = substeps, ic_low, ic_high
 
@@ -26,7 +34,9 @@ class LotkaVolterra(System):
         x, y = s[..., 0], s[..., 1]
         return np.stack([self.alpha * x - beta * x * y, delta * x * y - self.gamma * y], axis=-1)
 
-    def integrate(self, s: np.ndarray, beta: float, delta: float, n_steps: int, h: float) -> np.ndarray:
+    def integrate(
+        self, s: np.ndarray, beta: float, delta: float, n_steps: int, h: float
+    ) -> np.ndarray:
         for _ in range(n_steps):
             k1 = self.rhs(s, beta, delta)
             k2 = self.rhs(s + h / 2 * k1, beta, delta)
@@ -40,7 +50,9 @@ class LotkaVolterra(System):
         x, y = s[..., 0], s[..., 1]
         return delta * x - self.gamma * np.log(x) + beta * y - self.alpha * np.log(y)
 
-    def simulate(self, env: Mapping[str, float], n_traj: int, rng: np.random.Generator) -> Simulation:
+    def simulate(
+        self, env: Mapping[str, float], n_traj: int, rng: np.random.Generator
+    ) -> Simulation:
         self.check_env(env)
         beta, delta = float(env["beta"]), float(env["delta"])
         n_time = int(round(self.t_final / self.dt)) + 1
@@ -49,5 +61,10 @@ class LotkaVolterra(System):
         for i in range(n_time):
             out[:, i] = s
             s = self.integrate(s, beta, delta, self.substeps, self.dt / self.substeps)
-        return Simulation(out, self.dt * np.arange(n_time), {}, ("prey", "predator"),
-                          (FieldSpec("prey", 0, (0,)), FieldSpec("predator", 0, (1,))))
+        return Simulation(
+            out,
+            self.dt * np.arange(n_time),
+            {},
+            ("prey", "predator"),
+            (FieldSpec("prey", 0, (0,)), FieldSpec("predator", 0, (1,))),
+        )

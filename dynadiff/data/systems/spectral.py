@@ -13,8 +13,15 @@ import numpy as np
 class VorticitySolver:
     """Integrates a batch of vorticity fields ``(B, N, N)`` on ``[0, length)^2``."""
 
-    def __init__(self, n: int, length: float, nu: float, dt: float, forcing: np.ndarray | None = None,
-                 drag: float = 0.0):
+    def __init__(
+        self,
+        n: int,
+        length: float,
+        nu: float,
+        dt: float,
+        forcing: np.ndarray | None = None,
+        drag: float = 0.0,
+    ):
         self.n, self.dt = n, dt
         k = np.fft.fftfreq(n, d=length / (2 * np.pi * n))  # angular wavenumbers
         kr = np.fft.rfftfreq(n, d=length / (2 * np.pi * n))

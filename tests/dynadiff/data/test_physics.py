@@ -56,7 +56,9 @@ def test_lambda_omega_uniform_state_rotates_at_beta():
     lo = LambdaOmega(size=16)
     beta, t = 1.3, 2.0
     u, v = lo.integrate(np.ones((1, 16, 16)), np.zeros((1, 16, 16)), beta, t, 0.04)
-    assert np.allclose(u, np.cos(beta * t), atol=1e-8) and np.allclose(v, -np.sin(beta * t), atol=1e-8)
+    assert np.allclose(u, np.cos(beta * t), atol=1e-8) and np.allclose(
+        v, -np.sin(beta * t), atol=1e-8
+    )
 
 
 def test_lambda_omega_rk4_converges_at_fourth_order():
@@ -109,7 +111,9 @@ def test_lotka_volterra_invariant_is_conserved():
     assert sim.fields.shape == (5, 101, 2)
 
 
-@pytest.mark.parametrize("system", ["lambda_omega", "navier_stokes", "kolmogorov", "cylinder", "lotka_volterra"])
+@pytest.mark.parametrize(
+    "system", ["lambda_omega", "navier_stokes", "kolmogorov", "cylinder", "lotka_volterra"]
+)
 def test_environments_give_different_dynamics(system):
     from dynadiff.data.environments import environment_grid
     from dynadiff.data.simulate import build_system

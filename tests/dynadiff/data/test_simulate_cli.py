@@ -9,8 +9,13 @@ from dynadiff.data.environments import choose_seen, environment_grid
 from dynadiff.data.simulate import build_system
 
 SYSTEMS = ["lambda_omega", "navier_stokes", "kolmogorov", "cylinder", "lotka_volterra"]
-PAPER_GRIDS = {"lambda_omega": (51, 12), "navier_stokes": (121, 24), "kolmogorov": (51, 12), "cylinder": (496, 99),
-               "lotka_volterra": (121, 24)}
+PAPER_GRIDS = {
+    "lambda_omega": (51, 12),
+    "navier_stokes": (121, 24),
+    "kolmogorov": (51, 12),
+    "cylinder": (496, 99),
+    "lotka_volterra": (121, 24),
+}
 
 
 @pytest.mark.parametrize("system", SYSTEMS)
@@ -45,13 +50,27 @@ def test_cli_runs_in_an_empty_directory(tmp_path, monkeypatch, capsys):
     from dynadiff.cli.simulate import main
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["dynadiff-simulate", "system=lotka_volterra", "preset=tiny", "plot=true",
-                                      "progress=false"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "dynadiff-simulate",
+            "system=lotka_volterra",
+            "preset=tiny",
+            "plot=true",
+            "progress=false",
+        ],
+    )
     main()
     out = capsys.readouterr().out
     assert "lotka_volterra (tiny): 4 environments (2 seen), 4 written" in out
     data = tmp_path / "data" / "lotka_volterra" / "tiny"
     manifest = json.loads((data / "manifest.json").read_text())
-    assert len(manifest["seen"]) == 2 and sorted(manifest["seen"] + manifest["unseen"]) == [0, 1, 2, 3]
+    assert len(manifest["seen"]) == 2 and sorted(manifest["seen"] + manifest["unseen"]) == [
+        0,
+        1,
+        2,
+        3,
+    ]
     assert (data / "environments.png").exists() and len(list(data.glob("env_*.h5"))) == 4
     assert list((tmp_path / "runs" / "simulate").iterdir())

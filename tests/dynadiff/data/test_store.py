@@ -114,10 +114,14 @@ def test_killed_generation_resumes_to_a_complete_dataset(tmp_path):
     proc.join()
     done_before = sorted(p.name for p in out.glob("env_*.h5"))
     assert 2 <= len(done_before) < 4, done_before
-    summary = simulate_dataset(tiny(n_frames=40, t_transient=4.0), out, "tiny", seed=3, progress=False)
+    summary = simulate_dataset(
+        tiny(n_frames=40, t_transient=4.0), out, "tiny", seed=3, progress=False
+    )
     assert summary["skipped"] == len(done_before) and summary["written"] == 4 - len(done_before)
     assert sorted(p.name for p in out.glob("env_*.h5")) == [f"env_{i:04d}.h5" for i in range(4)]
-    assert not list(out.glob("*.tmp*"))  # the interrupted environment's temporary file was rewritten and renamed
+    assert not list(
+        out.glob("*.tmp*")
+    )  # the interrupted environment's temporary file was rewritten and renamed
     assert all(validate_file(p) == [] for p in out.glob("env_*.h5"))
 
 
@@ -133,7 +137,10 @@ def test_dataset_windows_and_observations(dataset):
     obs = data.observations(1, length=10)
     assert torch.equal(obs, data.trajectories(1, "test")[0, :10])
     mean, std = data.stats
-    assert torch.allclose(data.observations(1, length=10, normalized=True), (obs - mean[:, None, None]) / std[:, None, None])
+    assert torch.allclose(
+        data.observations(1, length=10, normalized=True),
+        (obs - mean[:, None, None]) / std[:, None, None],
+    )
     with pytest.raises(IndexError, match="environments 0..3"):
         data.observations(4)
     test = EnvironmentDataset(out, envs="unseen", split="test")

@@ -35,7 +35,9 @@ def test_ssim_perfect_and_degraded():
     x = torch.randn(3, 2, 16, 16)
     assert torch.allclose(ssim(x, x), torch.ones(3))
     assert (ssim(x + 0.5 * torch.randn_like(x), x) < 0.9).all()
-    assert (ssim(torch.randn_like(x), x).abs() < 0.2).all()  # independent fields: no structure shared
+    assert (
+        ssim(torch.randn_like(x), x).abs() < 0.2
+    ).all()  # independent fields: no structure shared
 
 
 def test_rollout_applies_the_step_autoregressively():
@@ -46,7 +48,9 @@ def test_rollout_applies_the_step_autoregressively():
 def test_perfect_predictor_scores_rmse_0_and_ssim_1():
     truth = torch.randn(2, 5, 1, 8, 8)
     s = _score(truth.clone(), truth)
-    assert s["rmse"] == 0 and s["nmse"] == 0 and s["ssim"] == pytest.approx(1.0) and s["diverged"] == 0
+    assert (
+        s["rmse"] == 0 and s["nmse"] == 0 and s["ssim"] == pytest.approx(1.0) and s["diverged"] == 0
+    )
 
 
 def test_diverged_rollouts_are_counted_not_averaged():
@@ -58,9 +62,13 @@ def test_diverged_rollouts_are_counted_not_averaged():
 
 
 def test_gap_closure_and_table():
-    res = {"methods": {m: {"out_domain": {"rmse": r, "rmse_std": 0.0, "ssim": 0.5, "ssim_std": 0.0}}
-                       for m, r in (("not_adaptive", 0.4), ("one_per_env", 0.1), ("dynadiff", 0.19))},
-           "timing": {m: {"adapt_s_mean": 0.0} for m in ("not_adaptive", "one_per_env", "dynadiff")}}
+    res = {
+        "methods": {
+            m: {"out_domain": {"rmse": r, "rmse_std": 0.0, "ssim": 0.5, "ssim_std": 0.0}}
+            for m, r in (("not_adaptive", 0.4), ("one_per_env", 0.1), ("dynadiff", 0.19))
+        },
+        "timing": {m: {"adapt_s_mean": 0.0} for m in ("not_adaptive", "one_per_env", "dynadiff")},
+    }
     assert gap_closure(res) == pytest.approx(0.7)
     table = markdown_table(res)
     assert table.splitlines()[2].startswith("| dynadiff | 0.1900")

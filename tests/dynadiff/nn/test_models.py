@@ -46,10 +46,12 @@ def test_linear_schedule_matches_hand_computed_values():
 
 def _oracle(diffusion, x0):
     """The ideal noise predictor for a single known sample x0."""
+
     def model(x, t, **_):
         a = diffusion.sqrt_alphas_cumprod[t].float().view(-1, 1, 1)
         s = diffusion.sqrt_one_minus_alphas_cumprod[t].float().view(-1, 1, 1)
         return (x - a * x0) / s
+
     return model
 
 
@@ -66,7 +68,10 @@ def test_ddim_eta0_is_deterministic_and_recovers_unclipped_samples():
     noise = torch.randn(1, 4, 3)
     det = [d.ddim_sample(model, (1, 4, 3), steps=20, noise=noise, generator=g(s)) for s in (1, 2)]
     assert torch.equal(det[0], det[1])
-    sto = [d.ddim_sample(model, (1, 4, 3), steps=20, eta=1.0, noise=noise, generator=g(s)) for s in (1, 2)]
+    sto = [
+        d.ddim_sample(model, (1, 4, 3), steps=20, eta=1.0, noise=noise, generator=g(s))
+        for s in (1, 2)
+    ]
     assert not torch.allclose(sto[0], sto[1])
 
 
@@ -81,19 +86,25 @@ def test_prompter_statistics_hand_computed():
     w, k = 16, 2 * math.pi / 16
     x = torch.arange(w, dtype=torch.float64)
     a0, slope, amp = 0.3, 0.05, 2.0
-    frames = torch.stack([(a0 + slope * t) + amp * torch.sin(k * x).expand(8, w) for t in range(5)])  # (5, 8, 16)
+    frames = torch.stack(
+        [(a0 + slope * t) + amp * torch.sin(k * x).expand(8, w) for t in range(5)]
+    )  # (5, 8, 16)
     obs = frames[None, :, None]  # (1, L=5, C=1, 8, 16)
     s = frame_statistics(obs)[0]
     mean_t = a0 + slope * torch.arange(5, dtype=torch.float64)
     assert torch.allclose(s[:, 0], mean_t)
     assert torch.allclose(s[:, 1], torch.full((5,), amp**2 / 2, dtype=torch.float64))
     assert torch.allclose(s[:, 2], 0.5 * (mean_t**2 + amp**2 / 2))
-    assert torch.allclose(s[:, 3], torch.full((5,), 0.5 * amp**2 * math.sin(k) ** 2 / 2, dtype=torch.float64))
+    assert torch.allclose(
+        s[:, 3], torch.full((5,), 0.5 * amp**2 * math.sin(k) ** 2 / 2, dtype=torch.float64)
+    )
     e = temporal_mean_and_trend(s[None], torch.tensor([5]))[0]
     assert e[0].item() == pytest.approx(a0 + 2 * slope) and e[4].item() == pytest.approx(slope)
     assert e[5].item() == pytest.approx(0.0, abs=1e-12)  # variance does not change
     one = temporal_mean_and_trend(s[None], torch.tensor([1]))[0]  # L = 1: trend defined as 0
-    assert torch.equal(one[4:], torch.zeros(4, dtype=torch.float64)) and one[0].item() == pytest.approx(a0)
+    assert torch.equal(one[4:], torch.zeros(4, dtype=torch.float64)) and one[
+        0
+    ].item() == pytest.approx(a0)
 
 
 def test_fft_branch_separates_frequencies():
@@ -107,7 +118,7 @@ def test_fft_branch_separates_frequencies():
     torch.manual_seed(0)
     p = DynamicsPrompter((1, 16, 16), hidden=16, modes=4)
     out = p(obs.float().repeat(1, 3, 1, 1, 1))
-    implicit = out[:, p.explicit_dim:]
+    implicit = out[:, p.explicit_dim :]
     assert (implicit[0] - implicit[1]).abs().max() > 1e-3
 
 
@@ -159,10 +170,16 @@ def test_no_unused_parameters():
     vae = WeightVAE(NODE_TYPES, internal_dim=16, latent_dim=4, num_heads=2, num_layers=1)
     feats = _features()
     rec, mu, logvar = vae(feats)
-    _all_params_get_gradients(vae, (reconstruction_error(rec, feats) + kl_divergence(mu, logvar)).mean())
+    _all_params_get_gradients(
+        vae, (reconstruction_error(rec, feats) + kl_divergence(mu, logvar)).mean()
+    )
     dit = LatentDiT([5, 3, 2], latent_dim=4, prompt_dim=9, hidden=16, depth=2, heads=2)
-    out = dit(torch.randn(4, 10, 4), torch.randint(0, 100, (4,)), torch.randn(4, 9),
-              drop_prompt=torch.tensor([True, False, False, True]))
+    out = dit(
+        torch.randn(4, 10, 4),
+        torch.randint(0, 100, (4,)),
+        torch.randn(4, 9),
+        drop_prompt=torch.tensor([True, False, False, True]),
+    )
     _all_params_get_gradients(dit, out.square().mean() + sum(p.square().sum() for p in ()))
     prompter = DynamicsPrompter((2, 16, 16), hidden=8, modes=4, num_env_params=2)
     prompt = prompter(torch.randn(4, 5, 2, 16, 16))
@@ -185,13 +202,17 @@ def test_vae_without_positions_is_equivariant_to_reordering_nodes_of_a_type():
     invariant to it (see docs/generator.md). Zoo experts share one base, so neurons are aligned.
     """
     torch.manual_seed(0)
-    vae = WeightVAE(NODE_TYPES, internal_dim=16, latent_dim=4, num_heads=2, num_layers=2, positions=False).eval()
+    vae = WeightVAE(
+        NODE_TYPES, internal_dim=16, latent_dim=4, num_heads=2, num_layers=2, positions=False
+    ).eval()
     feats = _features(2)
     perm = torch.tensor([3, 0, 4, 1, 2])
     shuffled = dict(feats, a=feats["a"][:, perm])
     mu, _ = vae.encode(feats)
     mu_p, _ = vae.encode(shuffled)
-    assert torch.allclose(mu_p[:, :5], mu[:, perm], atol=1e-5) and torch.allclose(mu_p[:, 5:], mu[:, 5:], atol=1e-5)
+    assert torch.allclose(mu_p[:, :5], mu[:, perm], atol=1e-5) and torch.allclose(
+        mu_p[:, 5:], mu[:, 5:], atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("prediction", ["x0", "v"])

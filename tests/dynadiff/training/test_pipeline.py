@@ -43,9 +43,12 @@ def test_vae_kill_and_resume_matches_uninterrupted_run(trained_zoo, tmp_path):
     full, _, _ = _train_vae(trained_zoo, tmp_path / "full")
     _train_vae(trained_zoo, tmp_path / "resumed", steps=8)  # "killed" after step 8
     resumed, _, _ = _train_vae(trained_zoo, tmp_path / "resumed")
-    for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+    for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.allclose(a, b, atol=1e-6), k
-    rows = [json.loads(line) for line in (tmp_path / "resumed" / "vae_log" / "metrics.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(line)
+        for line in (tmp_path / "resumed" / "vae_log" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert {"recon", "kl", "func", "loss"} <= set(rows[-1]) and rows[-1]["step"] == 11
 
 
@@ -53,7 +56,10 @@ def test_checkpoint_of_another_config_is_not_resumed(trained_zoo, tmp_path):
     _train_vae(trained_zoo, tmp_path, steps=8)
     fresh, _, _ = _train_vae(trained_zoo, tmp_path / "x", beta=1e-2)
     changed, _, _ = _train_vae(trained_zoo, tmp_path, beta=1e-2)  # not resumed
-    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(fresh.state_dict().values(), changed.state_dict().values()))
+    assert all(
+        torch.allclose(a, b, atol=1e-6)
+        for a, b in zip(fresh.state_dict().values(), changed.state_dict().values(), strict=True)
+    )
 
 
 def test_vae_functional_loss_term_switches_off(trained_zoo, tmp_path):
@@ -82,7 +88,10 @@ def _train_generator(trained_zoo, out, symmetry, steps):
 
 
 def _same(a, b):
-    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    return all(
+        torch.equal(x, y)
+        for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )
 
 
 def test_generator_resumes_only_under_the_same_window_settings(trained_zoo, tmp_path):
@@ -91,7 +100,9 @@ def test_generator_resumes_only_under_the_same_window_settings(trained_zoo, tmp_
     assert _same(_train_generator(trained_zoo, tmp_path / "resumed", ["x", "y"], 6), full)
     unshifted = _train_generator(trained_zoo, tmp_path / "plain", [], 6)
     _train_generator(trained_zoo, tmp_path / "changed", ["x", "y"], 4)
-    changed = _train_generator(trained_zoo, tmp_path / "changed", [], 6)  # another window setting: not resumed
+    changed = _train_generator(
+        trained_zoo, tmp_path / "changed", [], 6
+    )  # another window setting: not resumed
     assert _same(changed, unshifted) and not _same(changed, full)
 
 
@@ -100,7 +111,9 @@ def test_demo_tiny_end_to_end(tmp_path, monkeypatch, capsys):
     from dynadiff.generate import DynaDiff
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["dynadiff", "demo", "preset=tiny", "progress=false", "threads=1"])
+    monkeypatch.setattr(
+        sys, "argv", ["dynadiff", "demo", "preset=tiny", "progress=false", "threads=1"]
+    )
     cli()
     out = capsys.readouterr().out
     assert "| dynadiff |" in out and "gap closure" in out and "s per expert" in out
@@ -119,22 +132,42 @@ def test_demo_tiny_end_to_end(tmp_path, monkeypatch, capsys):
     a = model.generate(obs, num_samples=2, steps=5, seed=3)
     b = model.generate(obs, num_samples=2, steps=5, seed=3)
     assert len(a) == 4 and type(a[0]) is type(model.template)
-    assert all(torch.equal(p, q) for m, n in zip(a, b) for p, q in zip(m.state_dict().values(), n.state_dict().values())
-               if isinstance(p, torch.Tensor))
+    assert all(
+        torch.equal(p, q)
+        for m, n in zip(a, b, strict=True)
+        for p, q in zip(m.state_dict().values(), n.state_dict().values(), strict=True)
+        if isinstance(p, torch.Tensor)
+    )
     assert model.estimate_environment(obs).shape == (2, 1)
     future = model.predict(obs[0], horizon=3, steps=5, seed=0)
     assert future.shape == (3, 2, 16, 16) and torch.isfinite(future).all()
-    monkeypatch.setattr(sys, "argv", ["dynadiff-generate", "stage=generate", "preset=tiny", "progress=false",
-                                      "generate.num_samples=2", "generator.sample.ddim_steps=3"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "dynadiff-generate",
+            "stage=generate",
+            "preset=tiny",
+            "progress=false",
+            "generate.num_samples=2",
+            "generator.sample.ddim_steps=3",
+        ],
+    )
     cli()
     assert "generated 2 experts" in capsys.readouterr().out
     gen = sorted((tmp_path / "runs" / "dynadiff").glob("lambda_omega-tiny/*/expert_*"))
     assert len(gen) == 2 and (gen[0] / "weights.safetensors").exists()
     # a second demo run reuses every stage
-    monkeypatch.setattr(sys, "argv", ["dynadiff", "demo", "preset=tiny", "progress=false", "threads=1"])
+    monkeypatch.setattr(
+        sys, "argv", ["dynadiff", "demo", "preset=tiny", "progress=false", "threads=1"]
+    )
     cli()
     out = capsys.readouterr().out
-    assert "0 environments simulated" in out and "experts trained" not in out and "DiT + prompter trained" not in out
+    assert (
+        "0 environments simulated" in out
+        and "experts trained" not in out
+        and "DiT + prompter trained" not in out
+    )
     assert not re.search(r"relative MSE \S+ \(\d+ s\)", out)  # the VAE was not retrained either
     # the Python API with defaults builds exactly the model the command line built
     cfg = compose("dynadiff", ["preset=tiny"])
@@ -150,11 +183,15 @@ def test_cli_and_python_api_compose_the_same_config(tmp_path, monkeypatch):
 
     seen = {}
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(pipeline, "run_pipeline", lambda run, stage: seen.update(cfg=run.cfg, stage=stage))
+    monkeypatch.setattr(
+        pipeline, "run_pipeline", lambda run, stage: seen.update(cfg=run.cfg, stage=stage)
+    )
     monkeypatch.setattr(sys, "argv", ["dynadiff", "vae"])
     pipeline.cli()
     assert seen["stage"] == "vae" and seen["cfg"] == compose("dynadiff", ["stage=vae"])
-    assert seen["cfg"]["generator"]["dit"]["diffusion"]["prediction"] == "x0"  # one source of defaults
+    assert (
+        seen["cfg"]["generator"]["dit"]["diffusion"]["prediction"] == "x0"
+    )  # one source of defaults
 
 
 def test_unknown_override_keys_and_stages_are_refused(tmp_path, monkeypatch, capsys):
@@ -189,9 +226,13 @@ def test_demo_tiny_trains_on_cuda(tmp_path, monkeypatch, capsys):
     from dynadiff.generate import DynaDiff
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["dynadiff", "demo", "preset=tiny", "progress=false", "device=cuda"])
+    monkeypatch.setattr(
+        sys, "argv", ["dynadiff", "demo", "preset=tiny", "progress=false", "device=cuda"]
+    )
     cli()
     assert "| dynadiff |" in capsys.readouterr().out
-    model = DynaDiff.load(tmp_path / "models" / "lambda_omega" / "tiny" / "fno" / "dynadiff.pt").to("cuda")
+    model = DynaDiff.load(tmp_path / "models" / "lambda_omega" / "tiny" / "fno" / "dynadiff.pt").to(
+        "cuda"
+    )
     future = model.predict(torch.randn(10, 2, 16, 16), horizon=3, steps=5, seed=0)
     assert future.is_cuda and torch.isfinite(future).all()

@@ -87,7 +87,9 @@ def test_consolidated_archive_round_trips_to_the_same_predictions(zoo):
         with torch.no_grad():
             assert torch.equal(advance(via_graph, x, True), advance(direct, x, True))
         assert arch.env_params[i, 0].item() == pytest.approx(b.manifest.environments[e]["beta"])
-    assert wg.to_state_dict(arch.graph(0)).keys() == {k for k in direct.state_dict() if k != "_metadata"}
+    assert wg.to_state_dict(arch.graph(0)).keys() == {
+        k for k in direct.state_dict() if k != "_metadata"
+    }
 
 
 def test_scratch_init_ablation(data_dir, tmp_path):
@@ -126,7 +128,9 @@ def test_killed_zoo_build_resumes_without_duplicates_or_corruption(data_dir, tmp
     _build(data_dir, root)  # the re-run
     experts = sorted(p for p in root.glob("zoo/**/experts/env_*/seed_*"))
     assert [p.name for p in experts].count("seed_000") == 2 and len(experts) == 6
-    assert not [p for p in experts if ".tmp-" in p.name]  # the killed run's temporary directory is gone
+    assert not [
+        p for p in experts if ".tmp-" in p.name
+    ]  # the killed run's temporary directory is gone
     b = builder(resolved(), data_dir, root)
     keys = set(b.new_expert().state_dict()) - {"_metadata"}
     assert all(is_complete(p, keys) for p in experts)

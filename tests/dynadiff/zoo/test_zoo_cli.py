@@ -16,7 +16,9 @@ SYSTEMS = ["lambda_omega", "navier_stokes", "kolmogorov", "cylinder", "lotka_vol
 def test_zoo_configs_compose(preset, expert):
     for system in SYSTEMS:
         with initialize_config_module("dynadiff.configs", version_base="1.3"):
-            cfg = compose("zoo", overrides=[f"system={system}", f"preset={preset}", f"expert={expert}"])
+            cfg = compose(
+                "zoo", overrides=[f"system={system}", f"preset={preset}", f"expert={expert}"]
+            )
         r = to_plain(cfg)
         assert r["expert"]["arch"] == expert and r["zoo"]["n_experts"] >= 1
         assert r["system"]["eval"]["horizon"] in (50, 100)
@@ -30,7 +32,9 @@ def test_launcher_configs_compose(launcher):
     with initialize_config_module("dynadiff.configs", version_base="1.3"):
         cfg = compose("zoo", overrides=[f"launcher={launcher}"], return_hydra_config=True)
     target = cfg.hydra.launcher._target_
-    assert {"basic": "BasicLauncher", "joblib": "JoblibLauncher", "slurm": "SlurmLauncher"}[launcher] in target
+    assert {"basic": "BasicLauncher", "joblib": "JoblibLauncher", "slurm": "SlurmLauncher"}[
+        launcher
+    ] in target
 
 
 def test_zoo_cli_end_to_end_tiny(tmp_path, monkeypatch, capsys):
@@ -54,7 +58,9 @@ def test_zoo_cli_end_to_end_tiny(tmp_path, monkeypatch, capsys):
         assert (run / png).exists()
     assert (tmp_path / "zoo" / "lambda_omega" / "tiny" / "fno" / "zoo.h5").exists()
     # a different expert configuration may not be mixed into the same zoo directory
-    monkeypatch.setattr(sys, "argv", ["dynadiff-zoo", "preset=tiny", "progress=false", "expert.hidden_channels=12"])
+    monkeypatch.setattr(
+        sys, "argv", ["dynadiff-zoo", "preset=tiny", "progress=false", "expert.hidden_channels=12"]
+    )
     with pytest.raises(SystemExit):  # Hydra reports the error and exits
         zoo()
     assert "another expert/zoo configuration" in capsys.readouterr().err
