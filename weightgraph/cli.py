@@ -3,7 +3,9 @@
 Examples::
 
     weightgraph demo
-    weightgraph inspect model.pt                      # torch.save(module) or a neuraloperator state dict
+    weightgraph inspect weights.safetensors --module mypkg.nets:MyNet
+    weightgraph inspect sd.pt                         # a neuraloperator state dict (rebuilt from its metadata)
+    weightgraph inspect model.pt --unsafe-load        # torch.save(module): unpickling runs code from the file
     weightgraph inspect neuralop.models:FNO --kwargs '{"n_modes": [12, 6], "hidden_channels": 64,
                                                        "in_channels": 2, "out_channels": 2}'
     weightgraph inspect weights.pt --module mypkg.nets:MyNet --kwargs '{"width": 32}'
@@ -37,8 +39,73 @@ def _import(spec: str):
     return obj
 
 
-def load_module(spec: str, kwargs: dict | None = None, module: str | None = None) -> nn.Module:
-    """A module from ``pkg.mod:Factory`` (+kwargs), a ``torch.save``-d module, or a state dict.
+# Pure functions that neuraloperator stores in a state dict's ``_metadata`` (its activation): a
+# weights-only load may resolve these names, which calls no code from the file.
+SAFE_GLOBALS = [
+    torch._C._nn.gelu,
+    torch.nn.functional.gelu,
+    torch.nn.functional.relu,
+    torch.nn.functional.silu,
+    torch.nn.functional.tanh,
+    torch.nn.functional.sigmoid,
+    torch.nn.functional.leaky_relu,
+    torch.nn.functional.elu,
+    torch.nn.functional.softplus,
+    torch.tanh,
+    torch.sigmoid,
+]
+
+
+def _neuralop_modules(path: Path) -> list[type]:
+    """neuraloperator layer classes named in the file's metadata (e.g. ``conv_module``): module
+    classes of an installed library, never functions that could load or run anything else."""
+    out = []
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # noqa: BLE001 - not a torch file: torch.load reports it below
+        return out
+    for name in names:
+        mod, _, attr = name.rpartition(".")
+        if not mod.startswith("neuralop."):
+            continue
+        try:
+            obj = getattr(importlib.import_module(mod), attr)
+        except (ImportError, AttributeError):
+            continue
+        if isinstance(obj, type) and issubclass(obj, nn.Module):
+            out.append(obj)
+    return out
+
+
+def load_checkpoint(path: Path, unsafe: bool = False) -> object:
+    """Read ``path`` without executing code from it: safetensors, or ``torch.load(weights_only=True)``.
+
+    ``unsafe=True`` unpickles anything (a whole ``torch.save``-d module); that runs code stored in the
+    file, so use it only for files you trust.
+    """
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    if unsafe:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        with torch.serialization.safe_globals(SAFE_GLOBALS + _neuralop_modules(path)):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - one named error for every way a file can fail
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise WeightGraphError(
+            f"{path}: cannot be read as weights only ({first}). A file that holds a pickled module "
+            "needs --unsafe-load, which executes code stored in the file: use it only for files "
+            "you trust, or save a state dict / safetensors instead"
+        ) from None
+
+
+def load_module(
+    spec: str, kwargs: dict | None = None, module: str | None = None, unsafe: bool = False
+) -> nn.Module:
+    """A module from ``pkg.mod:Factory`` (+kwargs), a state dict (``.pt`` or ``.safetensors``), or,
+    with ``unsafe=True`` only, a ``torch.save``-d module.
 
     State dicts need ``module=`` (a factory spec) unless they are neuraloperator state dicts,
     which carry their model's init kwargs under ``_metadata``.
@@ -49,7 +116,7 @@ def load_module(spec: str, kwargs: dict | None = None, module: str | None = None
         if ":" not in spec:
             raise WeightGraphError(f"'{spec}' is neither a file nor a package.module:Name spec")
         return _import(spec)(**kwargs)
-    obj = torch.load(path, map_location="cpu", weights_only=False)
+    obj = load_checkpoint(path, unsafe)
     if isinstance(obj, nn.Module):
         return obj
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
@@ -161,11 +228,16 @@ def main(argv: list[str] | None = None) -> int:
     ins.add_argument(
         "--input-shape", default=None, help="example input shape, e.g. 1,3,32,32 (for torch.export)"
     )
+    ins.add_argument(
+        "--unsafe-load",
+        action="store_true",
+        help="unpickle a whole saved module: this EXECUTES CODE stored in the file; trusted files only",
+    )
     a = p.parse_args(argv)
     try:
         if a.cmd == "demo":
             return demo()
-        net = load_module(a.spec, json.loads(a.kwargs), a.module)
+        net = load_module(a.spec, json.loads(a.kwargs), a.module, a.unsafe_load)
         example = (torch.randn(*map(int, a.input_shape.split(","))),) if a.input_shape else None
         return _report(net, example)
     except WeightGraphError as e:

@@ -165,10 +165,21 @@ class Dataset:
         if split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
         self._check_env(env)
-        with h5py.File(self.manifest.path(env), "r") as f:
-            n_train = int(f.attrs["n_train"])
-            data = f["fields"][:n_train] if split == "train" else f["fields"][n_train:]
+        path = self.manifest.path(env)
+        try:
+            with h5py.File(path, "r") as f:
+                n_train = int(f.attrs["n_train"])
+                data = f["fields"][:n_train] if split == "train" else f["fields"][n_train:]
+        except OSError as e:
+            raise DatasetError(
+                f"{path} cannot be read ({e}); re-run dynadiff-simulate to regenerate it"
+            ) from None
         x = torch.from_numpy(np.ascontiguousarray(data))
+        if not torch.isfinite(x).all():
+            raise DatasetError(
+                f"{path}: non-finite values in the {split} trajectories; re-run dynadiff-simulate "
+                "to regenerate the file"
+            )
         return self.normalize(x) if normalized else x
 
     def observations(

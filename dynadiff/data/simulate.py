@@ -98,7 +98,9 @@ def simulate_dataset(
 
 
 def _up_to_date(path: Path, config: Mapping[str, Any], seed: int) -> bool:
-    if not path.exists() or validate_file(path, check_values=False):
+    if not path.exists() or validate_file(
+        path, check_values=True
+    ):  # corrupted or non-finite: rewrite
         return False
     attrs = read_attrs(path)
     return attrs.get("config") == config and attrs.get("seed") == seed

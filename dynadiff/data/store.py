@@ -101,7 +101,8 @@ def _write(
     spatial = list(sim.coords)
     with h5py.File(tmp, "w", track_order=True) as f:
         chunks = (1, 1) + fields.shape[2:]  # one frame per chunk: random windows stay fast
-        f.create_dataset("fields", data=fields, chunks=chunks, track_times=False)
+        # fletcher32: a checksum per chunk, so flipped bytes fail the read instead of passing as data
+        f.create_dataset("fields", data=fields, chunks=chunks, fletcher32=True, track_times=False)
         dims = f.create_group("dimensions")
         dims.attrs["spatial_dims"] = spatial
         dims.create_dataset("time", data=np.asarray(sim.time, dtype=np.float64), track_times=False)
@@ -228,7 +229,13 @@ def validate_file(path: str | Path, check_values: bool = True) -> list[str]:
                 )
         if check_values and not problems:
             for i in range(ds.shape[0]):
-                bad = ~np.isfinite(ds[i])
+                try:
+                    bad = ~np.isfinite(ds[i])
+                except OSError as e:  # a fletcher32 checksum mismatch, or unreadable chunks
+                    problems.append(
+                        f"{path}: trajectory {i} cannot be read (corrupted bytes?): {e}"
+                    )
+                    break
                 if bad.any():
                     t = int(np.argwhere(bad)[0][0])
                     problems.append(

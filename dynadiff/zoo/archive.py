@@ -72,6 +72,12 @@ def consolidate(expert_dirs: Sequence[str | Path], path: str | Path, chunk: int 
             )
             stacked = layout.stack(states)
             for k, x in stacked.items():
+                finite = torch.isfinite(x).flatten(1).all(1)
+                if not finite.all():
+                    bad = [str(dirs[start + j]) for j in (~finite).nonzero().flatten().tolist()]
+                    raise FloatingPointError(
+                        f"experts with non-finite weights: {bad}; delete and retrain them"
+                    )
                 feats[k][start : start + len(states)] = x.numpy()
             for j, meta in enumerate(metas):
                 i = start + j
@@ -79,10 +85,13 @@ def consolidate(expert_dirs: Sequence[str | Path], path: str | Path, chunk: int 
                 params[i] = [meta["env"][p] for p in meta0["env_params"]]
                 for m in METRICS:
                     metrics[m][i] = meta["metrics"].get(m, np.nan)
-        f["env_index"], f["seed"] = env_index, seeds
-        f.create_dataset("env_params", data=params).attrs["names"] = meta0["env_params"]
+        for name, values in (("env_index", env_index), ("seed", seeds)):
+            f.create_dataset(name, data=values, track_times=False)
+        f.create_dataset("env_params", data=params, track_times=False).attrs["names"] = meta0[
+            "env_params"
+        ]
         for m, v in metrics.items():
-            f[f"metrics/{m}"] = v
+            f.create_dataset(f"metrics/{m}", data=v, track_times=False)
         f.attrs.update(
             {
                 "expert": json.dumps(meta0["expert"]),

@@ -33,9 +33,18 @@ def tensor_state(module: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_checkpoint(path: str | Path, module: nn.Module, config: Mapping[str, Any]) -> Path:
+    """Write ``weights.safetensors`` + ``config.json`` (with the weights' SHA-256) atomically; refuses
+    weights that hold NaN or Inf."""
+    state = tensor_state(module)
+    bad = [k for k, v in state.items() if v.is_floating_point() or v.is_complex()]
+    bad = [k for k in bad if not torch.isfinite(state[k]).all()]
+    if bad:
+        raise FloatingPointError(
+            f"{path}: not saved, non-finite weights in {bad[:3]} (training diverged)"
+        )
     with atomic_path(path) as tmp:
         tmp.mkdir()
-        save_file(tensor_state(module), str(tmp / WEIGHTS))
+        save_file(state, str(tmp / WEIGHTS))
         meta = {**config, "weights_sha256": file_digest(tmp / WEIGHTS), "complete": True}
         (tmp / CONFIG).write_text(json.dumps(meta, indent=1, sort_keys=True))
     return Path(path)
@@ -45,11 +54,13 @@ def is_complete(
     path: str | Path, expected_keys: set[str] | None = None, key: str | None = None
 ) -> bool:
     """Both files present, config marked complete (and written under ``key`` when given), weights
-    readable with the expected tensor names."""
+    with the recorded SHA-256 and the expected tensor names."""
     path = Path(path)
     try:
         cfg = json.loads((path / CONFIG).read_text())
         if not cfg.get("complete") or (key is not None and cfg.get("key") != key):
+            return False
+        if file_digest(path / WEIGHTS) != cfg.get("weights_sha256"):
             return False
         from safetensors import safe_open
 

@@ -9,10 +9,12 @@ from tests.weightgraph.zoo import CNNBN
 from weightgraph.cli import main
 
 
-def test_inspect_saved_module(tmp_path, capsys):
+def test_inspect_saved_module_needs_the_unsafe_flag(tmp_path, capsys):
     path = tmp_path / "net.pt"
     torch.save(CNNBN(), path)
-    assert main(["inspect", str(path)]) == 0
+    assert main(["inspect", str(path)]) == 2  # a pickled module is not unpickled by default
+    assert "--unsafe-load" in capsys.readouterr().err
+    assert main(["inspect", str(path), "--unsafe-load"]) == 0
     out = capsys.readouterr().out
     assert "c1" in out and "BatchNorm2d" in out and "round trip bit-exact: True" in out
 
