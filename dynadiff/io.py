@@ -111,3 +111,35 @@ def file_digest(path: str | Path, chunk: int = 1 << 22) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+@contextmanager
+def directory_lock(directory: str | Path) -> Iterator[None]:
+    """Hold an advisory lock on ``directory`` (``<directory>/.lock``, POSIX ``flock``) for the block.
+
+    A second process asking for the same lock waits, saying which process holds it; the lock is
+    released when the block ends or the holder dies (the kernel drops it with the process).
+    """
+    import fcntl
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            print(
+                f"{directory} is in use by another run (pid {holder}); waiting for it to finish",
+                flush=True,
+            )
+            fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -13,14 +13,13 @@ import hydra
 from omegaconf import DictConfig
 
 from ..pipeline import STAGES, run_pipeline
-from .common import make_run
+from .common import make_run, one_line_errors
 
 
 @hydra.main(config_path="../configs", config_name="dynadiff", version_base="1.3")
+@one_line_errors
 def main(cfg: DictConfig) -> dict:
-    if cfg.stage not in STAGES:  # before any work starts
-        raise ValueError(f"unknown stage {cfg.stage!r}; choose from {list(STAGES)}")
-    return run_pipeline(make_run(cfg), cfg.stage)
+    return run_pipeline(make_run(cfg, "dynadiff"), cfg.stage)
 
 
 def _with_stage(stage: str) -> None:

@@ -11,14 +11,15 @@ from omegaconf import DictConfig
 from ..config import parse_shard
 from ..data.simulate import plot_environments
 from ..pipeline.stages import simulate
-from .common import make_run
+from .common import make_run, one_line_errors
 
 log = logging.getLogger(__name__)
 
 
 @hydra.main(config_path="../configs", config_name="simulate", version_base="1.3")
+@one_line_errors
 def main(cfg: DictConfig) -> dict:
-    run = make_run(cfg)
+    run = make_run(cfg, "simulate")
     summary = simulate(run, seed=cfg.seed, shard=parse_shard(cfg.shard))
     if cfg.plot:
         summary["plot"] = str(

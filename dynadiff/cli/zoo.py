@@ -12,16 +12,17 @@ from ..data.dataset import Dataset
 from ..eval.figures import save_figures
 from ..eval.harness import evaluate, markdown_table, save_results
 from ..pipeline.stages import consolidate_zoo, zoo_builder
-from .common import make_run
+from .common import make_run, one_line_errors
 
 STAGES = ("base", "experts", "baselines", "consolidate", "evaluate")
 
 
 @hydra.main(config_path="../configs", config_name="zoo", version_base="1.3")
+@one_line_errors
 def main(cfg: DictConfig) -> dict:
     if cfg.stage != "all" and cfg.stage not in STAGES:
         raise ValueError(f"unknown stage {cfg.stage!r}; choose from {['all', *STAGES]}")
-    run = make_run(cfg)
+    run = make_run(cfg, "zoo")
     builder = zoo_builder(run, Dataset(run.layout.data_dir))
     stages = STAGES if cfg.stage == "all" else (cfg.stage,)
     shard = parse_shard(cfg.shard)

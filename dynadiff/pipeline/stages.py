@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -29,16 +30,15 @@ from ..eval.figures import save_figures
 from ..eval.harness import evaluate as run_harness
 from ..eval.harness import markdown_table, save_results, summary_lines
 from ..generate import DynaDiff
-from ..io import digest, file_digest, load_torch, read_json, save_torch, write_json
+from ..io import digest, directory_lock, file_digest, load_torch, read_json, save_torch, write_json
 from ..layout import ArtifactLayout
 from ..model import DynaDiffConfig, build_vae
 from ..training.generator import train_generator
 from ..training.vae import probe_inputs, train_vae
+from ..validate import STAGES
 from ..zoo.archive import ZooArchive, consolidate
 from ..zoo.build import ZooBuilder
 from ..zoo.storage import save_checkpoint
-
-STAGES = ("demo", "simulate", "zoo", "vae", "dit", "evaluate", "generate")
 
 
 @dataclass
@@ -115,18 +115,23 @@ def zoo(run: Run, data: Dataset, references: list[str]) -> tuple[ZooArchive, Zoo
             "references": {r: builder.keys[r] for r in trained_refs},
         }
     )
-    if not is_done(run.layout.archive, key):
-        builder.base()
-        e = builder.experts()
-        print(
-            f"zoo: {e['trained']} experts trained, {e['skipped']} reused ({e['experts_per_min']:.1f} experts/min)"
-        )
-        if "one_per_env" in trained_refs:
-            builder.one_per_env()
-        if "one_for_all" in trained_refs:
-            builder.one_for_all()
-        consolidate_zoo(run, builder, key)
+    with directory_lock(run.layout.zoo_dir):
+        if not is_done(run.layout.archive, key):
+            _build_zoo(run, builder, trained_refs, key)
     return ZooArchive(run.layout.archive), builder
+
+
+def _build_zoo(run: Run, builder: ZooBuilder, trained_refs: list[str], key: str) -> None:
+    builder.base()
+    e = builder.experts()
+    print(
+        f"zoo: {e['trained']} experts trained, {e['skipped']} reused ({e['experts_per_min']:.1f} experts/min)"
+    )
+    if "one_per_env" in trained_refs:
+        builder.one_per_env()
+    if "one_for_all" in trained_refs:
+        builder.one_for_all()
+    consolidate_zoo(run, builder, key)
 
 
 def consolidate_zoo(run: Run, builder: ZooBuilder, key: str | None = None) -> Path:
@@ -161,27 +166,35 @@ def vae(run: Run, data: Dataset, archive: ZooArchive) -> dict[str, Any]:
     inputs = {"zoo": artifact_digest(archive.path), "data": data.fingerprint()}
     key = digest({"vae": vcfg, **inputs})
     path = run.layout.vae
-    if is_done(path, key):
-        return load_torch(path)
-    probes = probe_inputs(archive, data, vcfg["probe_frames"], seed=vcfg["seed"])
-    net, normalizer, metrics = train_vae(
-        archive,
-        probes,
-        model_config(run, data, archive),
-        vcfg,
-        run.layout.model_dir,
-        run.progress,
-        run.device,
-        key=key,
-    )
-    print(
-        f"VAE: weight-space MSE {metrics['weight_mse']:.3e}, function-space relative MSE "
-        f"{metrics['function_rel_mse']:.3e} ({metrics['train_seconds']:.0f} s)"
-    )
-    bundle = {"model": net.state_dict(), "normalizer": normalizer.state_dict(), "metrics": metrics}
-    save_torch(path, bundle)
-    mark_done(path, "vae", key, inputs)
-    return bundle
+    with directory_lock(run.layout.model_dir):  # a concurrent run waits, then reuses
+        if is_done(path, key):
+            return load_torch(path)
+        probes = probe_inputs(archive, data, vcfg["probe_frames"], seed=vcfg["seed"])
+        net, normalizer, metrics = train_vae(
+            archive,
+            probes,
+            model_config(run, data, archive),
+            vcfg,
+            run.layout.model_dir,
+            run.progress,
+            run.device,
+            key=key,
+        )
+        print(
+            f"VAE: weight-space MSE {metrics['weight_mse']:.3e}, function-space relative MSE "
+            f"{metrics['function_rel_mse']:.3e} ({metrics['train_seconds']:.0f} s)"
+        )
+        seconds = metrics.pop(
+            "train_seconds"
+        )  # kept out of vae.pt: its bytes depend on content only
+        bundle = {
+            "model": net.state_dict(),
+            "normalizer": normalizer.state_dict(),
+            "metrics": metrics,
+        }
+        save_torch(path, bundle)
+        mark_done(path, "vae", key, {**inputs, "train_seconds": seconds})
+        return bundle
 
 
 def generator(run: Run, data: Dataset, archive: ZooArchive) -> DynaDiff:
@@ -195,53 +208,54 @@ def generator(run: Run, data: Dataset, archive: ZooArchive) -> DynaDiff:
     }
     key = digest({"dit": gcfg["dit"], "obs_len": gcfg["obs_len"], "symmetry": symmetry, **inputs})
     path = run.layout.model
-    if is_done(path, key):
-        return DynaDiff.load(path)
-    config = model_config(run, data, archive)
-    bundle = load_torch(run.layout.vae)
-    vae_net = build_vae(config)
-    vae_net.load_state_dict(bundle["model"])
-    vae_net.eval()
-    normalizer = Normalizer.from_state_dict(archive.layout, bundle["normalizer"])
-    feats_n = {k: v.float() for k, v in normalizer.transform(archive.features).items()}
-    bank = ObservationBank(
-        data, sorted(set(archive.env_index.tolist())), gcfg["obs_len"], symmetry=symmetry
-    )
-    trained = train_generator(
-        archive,
-        vae_net,
-        feats_n,
-        bank,
-        config,
-        gcfg["dit"],
-        run.layout.model_dir,
-        run.progress,
-        run.device,
-        key=key,
-    )
-    model = DynaDiff(config)
-    for part, net in (("vae", vae_net), ("dit", trained["dit"]), ("prompter", trained["prompter"])):
-        getattr(model, part).load_state_dict(net.state_dict())
-    model.normalizer = normalizer
-    field_mean, field_std = data.stats
-    for name, value in (
-        ("field_mean", field_mean),
-        ("field_std", field_std),
-        ("latent_mean", trained["latent_mean"]),
-        ("latent_std", trained["latent_std"]),
-        ("param_mean", trained["param_mean"]),
-        ("param_std", trained["param_std"]),
-    ):
-        getattr(model, name).copy_(value)
-    model.meta = {
-        "key": key,
-        "train_seconds": trained["train_seconds"],
-        "vae_metrics": bundle["metrics"],
-    }
-    model.save(path)
-    mark_done(path, "generator", key, inputs)
-    print(f"DiT + prompter trained in {trained['train_seconds']:.0f} s -> {path}")
-    return model.eval()
+    with directory_lock(run.layout.model_dir):  # a concurrent run waits, then reuses
+        if is_done(path, key):
+            return DynaDiff.load(path)
+        config = model_config(run, data, archive)
+        bundle = load_torch(run.layout.vae)
+        vae_net = build_vae(config)
+        vae_net.load_state_dict(bundle["model"])
+        vae_net.eval()
+        normalizer = Normalizer.from_state_dict(archive.layout, bundle["normalizer"])
+        feats_n = {k: v.float() for k, v in normalizer.transform(archive.features).items()}
+        bank = ObservationBank(
+            data, sorted(set(archive.env_index.tolist())), gcfg["obs_len"], symmetry=symmetry
+        )
+        trained = train_generator(
+            archive,
+            vae_net,
+            feats_n,
+            bank,
+            config,
+            gcfg["dit"],
+            run.layout.model_dir,
+            run.progress,
+            run.device,
+            key=key,
+        )
+        model = DynaDiff(config)
+        for part, net in (
+            ("vae", vae_net),
+            ("dit", trained["dit"]),
+            ("prompter", trained["prompter"]),
+        ):
+            getattr(model, part).load_state_dict(net.state_dict())
+        model.normalizer = normalizer
+        field_mean, field_std = data.stats
+        for name, value in (
+            ("field_mean", field_mean),
+            ("field_std", field_std),
+            ("latent_mean", trained["latent_mean"]),
+            ("latent_std", trained["latent_std"]),
+            ("param_mean", trained["param_mean"]),
+            ("param_std", trained["param_std"]),
+        ):
+            getattr(model, name).copy_(value)
+        model.meta = {"key": key, "vae_metrics": bundle["metrics"]}
+        model.save(path)
+        mark_done(path, "generator", key, {**inputs, "train_seconds": trained["train_seconds"]})
+        print(f"DiT + prompter trained in {trained['train_seconds']:.0f} s -> {path}")
+        return model.eval()
 
 
 def evaluate(
@@ -286,6 +300,10 @@ def generate(run: Run, data: Dataset, model: DynaDiff) -> list[str]:
     m, sample = data.manifest, run.cfg["generator"]["sample"]
     env = run.cfg["generate"]["env"]
     env = env if env is not None else (m.unseen or m.seen)[0]
+    if not 0 <= env < len(m.environments):
+        raise IndexError(
+            f"generate.env={env} is out of range: this dataset has environments 0..{len(m.environments) - 1}"
+        )
     obs = data.observations(env, length=run.cfg["eval"]["obs_len"])
     n = run.cfg["generate"]["num_samples"]
     t = time.perf_counter()
@@ -371,6 +389,11 @@ def run_pipeline(run: Run, stage: str = "demo") -> dict[str, Any]:
     evaluate(run, data, model, builder, references, timings)
     result["results"] = str(run.run_dir / "results.json")
     return result
+
+
+@contextmanager
+def _no_lock():
+    yield
 
 
 def _stopwatch(timings: dict[str, float]) -> Callable[[str], None]:
