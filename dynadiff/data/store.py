@@ -67,39 +67,10 @@ def write_environment(
 ) -> Path:
     """Write one environment atomically: to a unique temporary name, then rename (a crash never
     leaves a file that looks complete; ``complete`` is the last attribute written)."""
-    with atomic_path(path) as tmp:
-        _write(
-            tmp,
-            sim,
-            env=env,
-            env_index=env_index,
-            split=split,
-            n_train=n_train,
-            seed=seed,
-            generator=generator,
-            config=config,
-            system=system,
-        )
-    return Path(path)
-
-
-def _write(
-    tmp: Path,
-    sim: Simulation,
-    *,
-    env: Mapping[str, float],
-    env_index: int,
-    split: str,
-    n_train: int,
-    seed: int,
-    generator: str,
-    config: Mapping[str, Any],
-    system: str,
-) -> None:
     fields = np.ascontiguousarray(sim.fields, dtype=np.float32)
     n_traj, n_time = fields.shape[:2]
     spatial = list(sim.coords)
-    with h5py.File(tmp, "w", track_order=True) as f:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w", track_order=True) as f:
         chunks = (1, 1) + fields.shape[2:]  # one frame per chunk: random windows stay fast
         # fletcher32: a checksum per chunk, so flipped bytes fail the read instead of passing as data
         f.create_dataset("fields", data=fields, chunks=chunks, fletcher32=True, track_times=False)
@@ -139,6 +110,7 @@ def _write(
         for k, v in env.items():
             f.attrs[k] = float(v)
         f.attrs["complete"] = True
+    return Path(path)
 
 
 def _well_views(f: h5py.File, sim: Simulation, shape: tuple[int, ...]) -> None:
