@@ -48,8 +48,8 @@ def build_expert(cfg: Mapping[str, Any], channels: int) -> nn.Module:
             in_channels=channels,
             out_channels=channels,
             n_layers=cfg["n_layers"],
-            lifting_channel_ratio=cfg.get("lifting_channel_ratio", 2),
-            projection_channel_ratio=cfg.get("projection_channel_ratio", 2),
+            lifting_channel_ratio=cfg["lifting_channel_ratio"],
+            projection_channel_ratio=cfg["projection_channel_ratio"],
         )
     if arch == "uno":
         from neuralop.models import UNO
@@ -59,17 +59,17 @@ def build_expert(cfg: Mapping[str, Any], channels: int) -> nn.Module:
             in_channels=channels,
             out_channels=channels,
             hidden_channels=cfg["hidden_channels"],
-            lifting_channels=cfg.get("lifting_channels", 2 * cfg["hidden_channels"]),
-            projection_channels=cfg.get("projection_channels", 2 * cfg["hidden_channels"]),
+            lifting_channels=cfg["lifting_channel_ratio"] * cfg["hidden_channels"],
+            projection_channels=cfg["projection_channel_ratio"] * cfg["hidden_channels"],
             n_layers=n,
-            uno_out_channels=list(cfg.get("uno_out_channels", [cfg["hidden_channels"]] * n)),
+            uno_out_channels=list(cfg["uno_out_channels"]),
             uno_n_modes=[list(cfg["n_modes"])] * n,
-            uno_scalings=list(cfg.get("uno_scalings", [[1.0, 1.0]] * n)),
-            horizontal_skips_map=dict(cfg.get("horizontal_skips_map", {})),
+            uno_scalings=list(cfg["uno_scalings"]),
+            horizontal_skips_map=dict(cfg["horizontal_skips_map"]),
             channel_mlp_skip="linear",
         )
     if arch == "mlp_rk4":
-        return ODEStep(channels, cfg.get("hidden", 128), cfg.get("depth", 2), cfg.get("dt", 0.1))
+        return ODEStep(channels, cfg["hidden"], cfg["depth"], cfg["dt"])
     raise ValueError(f"unknown expert arch '{arch}' (fno, uno, mlp_rk4)")
 
 
