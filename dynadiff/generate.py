@@ -120,6 +120,8 @@ class DynaDiff(nn.Module):
         normalized: bool = False,
     ) -> dict[str, Tensor]:
         """Weight-graph features ``{key: (B * num_samples, N_t, D_t)}`` for observations ``(B, L, ...)`` or ``(L, ...)``."""
+        if num_samples < 1 or steps < 1:
+            raise ValueError(f"num_samples and steps must be >= 1, got {num_samples} and {steps}")
         obs = self._prepare(observations, normalized)
         prompt = self.prompter(obs).repeat_interleave(num_samples, 0)  # (B S, P)
         g = torch.Generator().manual_seed(seed) if seed is not None else None

@@ -113,6 +113,31 @@ def file_digest(path: str | Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
+def clean_temporaries(root: str | Path) -> int:
+    """Remove temporaries (``*.tmp-<pid>-*`` files and directories) under ``root`` left by killed
+    processes; those of live processes are left alone. Returns how many were removed."""
+    n = 0
+    for tmp in Path(root).rglob("*.tmp-*"):
+        pid = tmp.name.rsplit(".tmp-", 1)[-1].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
+            n += 1
+    return n
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
 @contextmanager
 def directory_lock(directory: str | Path) -> Iterator[None]:
     """Hold an advisory lock on ``directory`` (``<directory>/.lock``, POSIX ``flock``) for the block.

@@ -267,6 +267,8 @@ class GraphLayout:
 
         One allocation per node type; every tensor is copied straight into its columns (no stacking).
         """
+        if not states:
+            raise WeightGraphError("stack needs at least one state dict")
         if check:
             for i, s in enumerate(states):
                 self.check_state(s, where="state dict" if len(states) == 1 else f"state dict #{i}")

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..io import clean_temporaries
 from .environments import Manifest, choose_seen, env_seed, environment_grid
 from .store import read_attrs, validate_file, write_environment
 from .systems import SYSTEMS, System
@@ -42,6 +43,7 @@ def simulate_dataset(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    clean_temporaries(out)
     envs = environment_grid(system_cfg["environments"])
     seen = choose_seen(
         len(envs), int(system_cfg["split"]["n_seen"]), int(system_cfg["split"]["seed"])

@@ -30,7 +30,16 @@ from ..eval.figures import save_figures
 from ..eval.harness import evaluate as run_harness
 from ..eval.harness import markdown_table, save_results, summary_lines
 from ..generate import DynaDiff
-from ..io import digest, directory_lock, file_digest, load_torch, read_json, save_torch, write_json
+from ..io import (
+    clean_temporaries,
+    digest,
+    directory_lock,
+    file_digest,
+    load_torch,
+    read_json,
+    save_torch,
+    write_json,
+)
 from ..layout import ArtifactLayout
 from ..model import DynaDiffConfig, build_vae
 from ..training.generator import train_generator
@@ -167,6 +176,7 @@ def vae(run: Run, data: Dataset, archive: ZooArchive) -> dict[str, Any]:
     key = digest({"vae": vcfg, **inputs})
     path = run.layout.vae
     with directory_lock(run.layout.model_dir):  # a concurrent run waits, then reuses
+        clean_temporaries(run.layout.model_dir)
         if is_done(path, key):
             return load_torch(path)
         probes = probe_inputs(archive, data, vcfg["probe_frames"], seed=vcfg["seed"])

@@ -17,17 +17,11 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.dataset import Dataset
-from ..io import digest
+from ..io import clean_temporaries, digest
 from ..layout import ArtifactLayout
 from ..training.loop import LoopConfig
 from .experts import advance, build_expert
-from .storage import (
-    clean_temporaries,
-    is_complete,
-    load_into,
-    save_checkpoint,
-    tensor_state,
-)
+from .storage import is_complete, load_into, save_checkpoint, tensor_state
 from .train import Pairs, fit, one_step_mse
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]
@@ -191,7 +185,7 @@ class ZooBuilder:
         zc = self.cfg["zoo"]
         init = zc["init"]
         base = self.base() if init == "base" else None
-        clean_temporaries(self.layout.experts_dir)
+        clean_temporaries(self.layout.zoo_dir)
         jobs = self.expert_jobs()[shard[0] :: shard[1]]
         keys = set(tensor_state(self.new_expert()))
         done, t0 = 0, time.perf_counter()

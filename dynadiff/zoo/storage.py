@@ -9,8 +9,6 @@ expert was trained on and the SHA-256 of its weights file.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -80,24 +78,3 @@ def load_into(module: nn.Module, path: str | Path) -> nn.Module:
     state, _ = load_checkpoint(path)
     module.load_state_dict(state, strict=True)
     return module
-
-
-def clean_temporaries(root: str | Path) -> int:
-    """Remove ``*.tmp-<pid>-*`` directories left by killed runs whose process is gone."""
-    n = 0
-    for tmp in Path(root).rglob("*.tmp-*"):
-        pid = tmp.name.rsplit(".tmp-", 1)[-1].split("-")[0]
-        if tmp.is_dir() and pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(tmp, ignore_errors=True)
-            n += 1
-    return n
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True

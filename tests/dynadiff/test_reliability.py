@@ -292,3 +292,25 @@ def test_cli_errors_are_one_line(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         cli()
     assert re.search(r"error: .*(manifest.json|dynadiff-simulate)", capsys.readouterr().err)
+
+
+def test_temporaries_of_dead_processes_are_removed(tmp_path):
+    import os
+
+    from dynadiff.io import clean_temporaries
+
+    dead = subprocess_pid_that_exited()
+    (tmp_path / f"vae.pt.tmp-{dead}-ab12").write_text("torn")
+    (tmp_path / "experts" / f"seed_000.tmp-{dead}-cd34").mkdir(parents=True)
+    mine = tmp_path / f"zoo.h5.tmp-{os.getpid()}-ef56"
+    mine.write_text("in progress")
+    assert clean_temporaries(tmp_path) == 2
+    assert sorted(p.name for p in tmp_path.rglob("*.tmp-*")) == [mine.name]
+
+
+def subprocess_pid_that_exited() -> int:
+    import subprocess
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid

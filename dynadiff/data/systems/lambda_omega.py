@@ -91,8 +91,11 @@ class LambdaOmega(System):
     def integrate(
         self, u: np.ndarray, v: np.ndarray, beta: float, t: float, dt: float
     ) -> tuple[np.ndarray, np.ndarray]:
+        n = t / dt
+        if abs(n - round(n)) > 1e-6 * max(1.0, n):
+            raise ValueError(f"interval {t} is not a whole number of time steps dt={dt}")
         uh, vh = np.fft.fft2(u), np.fft.fft2(v)
-        for _ in range(int(round(t / dt))):
+        for _ in range(int(round(n))):
             uh, vh = self.step(uh, vh, beta, dt)
         return np.fft.ifft2(uh).real, np.fft.ifft2(vh).real
 
