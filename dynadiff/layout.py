@@ -81,6 +81,10 @@ class ArtifactLayout:
         return self.zoo_dir / "baselines" / "one_for_all"
 
     @property
+    def camel(self) -> Path:
+        return self.zoo_dir / "baselines" / "camel"
+
+    @property
     def archive(self) -> Path:
         return self.zoo_dir / "zoo.h5"
 

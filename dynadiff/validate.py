@@ -12,6 +12,7 @@ from typing import Any, Callable, Mapping
 
 from .nn.dit import DIT_PRESETS
 from .nn.vae import VAE_PRESETS
+from .zoo.build import REFERENCES
 
 STAGES = ("demo", "simulate", "zoo", "vae", "dit", "evaluate", "generate")
 
@@ -164,9 +165,17 @@ def _zoo(c: _Checker) -> None:
     for part in ("pretrain", "finetune", "scratch"):
         _training(c, f"zoo.{part}")
         c.int_min(f"zoo.{part}.warmup", 0)
-    for ref in ("one_per_env", "one_for_all"):
+    for ref in ("one_per_env", "one_for_all", "camel"):
         _training(c, f"baselines.{ref}")
     c.choice("baselines.one_per_env.init", ("base", "scratch"))
+    c.int_min("baselines.camel.rank", 1)
+    c.non_negative("baselines.camel.ridge")
+    c.check(
+        "baselines.finetune_obs.steps",
+        lambda v: len(v) >= 1 and all(_is_int(s) and s >= 0 for s in v),
+        "a non-empty list of integers >= 0",
+    )
+    c.positive("baselines.finetune_obs.lr")
     c.choice("expert.arch", ("fno", "uno", "mlp_rk4"))
 
 
@@ -205,6 +214,11 @@ def _generator(c: _Checker) -> None:
         "null or an environment index >= 0",
     )
     c.choice("stage", STAGES)
+    c.check(
+        "baselines_in_demo",
+        lambda v: set(v) <= set(REFERENCES),
+        f"a list of names among {list(REFERENCES)}",
+    )
 
 
 def validate(cfg: Mapping[str, Any], kind: str) -> None:

@@ -98,6 +98,9 @@ def evaluate(
         results["timing"][name] = {
             "adapt_s_mean": float(np.mean(adapt_s[name])),
             "rollout_s_mean": float(np.mean(rollout_s[name])),
+            # what a method does per new environment (attributes of the method; 0 when absent)
+            "grad_steps": int(getattr(methods[name], "grad_steps", 0)),
+            "trainable_params": int(getattr(methods[name], "trainable", 0)),
         }
     if "dynadiff" in methods:
         results["gap_closure"] = {d: gap_closure(results, "dynadiff", d) for d in domains}
@@ -170,9 +173,9 @@ def markdown_table(results: Mapping[str, Any]) -> str:
     head = (
         "| method | "
         + " | ".join(f"{d.replace('_', '-')} RMSE | {d.replace('_', '-')} SSIM" for d in domains)
-        + " | adapt s/env |"
+        + " | adapt s/env | test-time grad steps |"
     )
-    lines = [head, "|" + "---|" * (1 + 2 * len(domains) + 1)]
+    lines = [head, "|" + "---|" * (1 + 2 * len(domains) + 2)]
     names = sorted(
         results["methods"], key=lambda k: (METHOD_ORDER.index(k) if k in METHOD_ORDER else 99, k)
     )
@@ -189,7 +192,8 @@ def markdown_table(results: Mapping[str, Any]) -> str:
         lines.append(
             f"| {name} | "
             + " | ".join(cells)
-            + f" | {results['timing'][name]['adapt_s_mean']:.3f} |"
+            + f" | {results['timing'][name]['adapt_s_mean']:.3f}"
+            + f" | {results['timing'][name].get('grad_steps', 0)} |"
         )
     return "\n".join(lines)
 

@@ -116,7 +116,7 @@ def zoo(run: Run, data: Dataset, references: list[str]) -> tuple[ZooArchive, Zoo
     """Base, experts and the references that are trained (``one_per_env``, ``one_for_all``), then the
     consolidated archive ``zoo.h5``."""
     builder = zoo_builder(run, data)
-    trained_refs = sorted(set(references) & {"one_per_env", "one_for_all"})
+    trained_refs = sorted(set(references) & {"one_per_env", "one_for_all", "camel"})
     key = digest(
         {
             "experts": builder.keys["expert"],
@@ -140,6 +140,8 @@ def _build_zoo(run: Run, builder: ZooBuilder, trained_refs: list[str], key: str)
         builder.one_per_env()
     if "one_for_all" in trained_refs:
         builder.one_for_all()
+    if "camel" in trained_refs:
+        builder.camel()
     consolidate_zoo(run, builder, key)
 
 

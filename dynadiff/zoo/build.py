@@ -16,17 +16,20 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..baselines.camel import ContextAffineExpert, camel_method, init_from_base
+from ..baselines.finetune import finetune_on_observations
 from ..data.dataset import Dataset
 from ..io import clean_temporaries, digest
 from ..layout import ArtifactLayout
 from ..training.loop import LoopConfig
+from ..training.loop import train as train_loop
 from .experts import advance, build_expert
 from .storage import is_complete, load_into, save_checkpoint, tensor_state
 from .train import Pairs, fit, one_step_mse
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]
 Method = Callable[[int, torch.Tensor], Predictor]
-REFERENCES = ("not_adaptive", "one_per_env", "one_for_all")
+REFERENCES = ("not_adaptive", "one_per_env", "one_for_all", "finetune_obs", "camel")
 
 
 def job_seed(*parts: int) -> int:
@@ -72,7 +75,7 @@ class ZooBuilder:
                 **{k: v for k, v in zc.items() if k not in ("n_experts", "pretrain")},
             }
         )
-        for ref in ("one_per_env", "one_for_all"):
+        for ref in ("one_per_env", "one_for_all", "camel"):
             self.keys[ref] = digest({"base": self.keys["base"], ref: cfg["baselines"][ref]})
 
     # ------------------------------------------------------------------ data
@@ -268,14 +271,57 @@ class ZooBuilder:
             save_checkpoint(self.layout.one_for_all, net, meta)
         return load_into(net, self.layout.one_for_all)
 
+    def camel(self) -> ContextAffineExpert:
+        """The context-affine expert: ``V`` (the expert with ``C * rank`` outputs, initialised from the
+        base) and one coefficient matrix per seen environment, trained jointly on their pairs."""
+        bc = self.cfg["baselines"]["camel"]
+        if not self.residual:
+            raise ValueError(
+                "camel needs a residual field expert (fno, uno): the context must enter linearly"
+            )
+        envs, seed = self.manifest.seen, job_seed(self.cfg["zoo"]["seed"], 11)
+        torch.manual_seed(seed)
+        net = build_expert(self.cfg["expert"], self.channels, self.channels * bc["rank"])
+        model = ContextAffineExpert(net, self.channels, bc["rank"], len(envs))
+        if not is_complete(self.layout.camel, set(tensor_state(model)), self.keys["camel"]):
+            init_from_base(model, self.base())
+            parts = [self.pairs([e], "fit") for e in envs]
+            x, y = torch.cat([p.x for p in parts]), torch.cat([p.y for p in parts])
+            ids = torch.cat([torch.full((len(p),), i) for i, p in enumerate(parts)])
+            g = torch.Generator().manual_seed(seed)
+            n = min(bc["batch_size"], len(x))
+
+            def loss_fn(step: int) -> dict[str, torch.Tensor]:
+                idx = torch.randint(len(x), (n,), generator=g)
+                return {"loss": torch.mean((model.step(x[idx], model.w[ids[idx]]) - y[idx]) ** 2)}
+
+            t0 = time.perf_counter()
+            losses = train_loop(
+                model,
+                loss_fn,
+                LoopConfig.from_section(bc, "cosine"),
+                g,
+                desc="camel" if self.progress else None,
+            )["losses"]
+            metrics = {
+                "train_loss": float(np.mean(losses[-max(1, len(losses) // 10) :])),
+                "train_seconds": time.perf_counter() - t0,
+            }
+            save_checkpoint(
+                self.layout.camel, model, self._meta("camel", envs=envs, metrics=metrics)
+            )
+        return load_into(model, self.layout.camel).eval()
+
     # ------------------------------------------------------------------ references as harness methods
     def predictor(self, net: torch.nn.Module) -> Predictor:
         net.eval()
         return lambda x: advance(net, x, self.residual)
 
     def methods(self, which: tuple[str, ...] = REFERENCES) -> dict[str, Method]:
-        """The references as harness methods ``adapt(env, observations) -> predictor`` (they ignore the
-        observations): ``not_adaptive`` (the base), ``one_per_env`` (upper bound), ``one_for_all``."""
+        """The references as harness methods ``adapt(env, observations) -> predictor``:
+        ``not_adaptive`` (the base), ``one_per_env`` (upper bound), ``one_for_all`` (these ignore the
+        observations), ``finetune_obs`` (one method ``finetune_obs_<steps>`` per budget in
+        ``baselines.finetune_obs.steps``) and ``camel`` (these adapt to the observations)."""
         unknown = sorted(set(which) - set(REFERENCES))
         if unknown:
             raise ValueError(f"unknown reference methods {unknown}; choose from {list(REFERENCES)}")
@@ -292,6 +338,18 @@ class ZooBuilder:
         if "not_adaptive" in which:
             base = self.predictor(self.base())
             methods["not_adaptive"] = lambda env, obs: base
+        if "finetune_obs" in which:
+            fc = self.cfg["baselines"]["finetune_obs"]
+            for steps in fc["steps"]:
+                methods[f"finetune_obs_{steps}"] = finetune_on_observations(
+                    self.base(),
+                    self.residual,
+                    steps,
+                    fc,
+                    seed=job_seed(self.cfg["zoo"]["seed"], 12),
+                )
+        if "camel" in which:
+            methods["camel"] = camel_method(self.camel(), self.cfg["baselines"]["camel"])
         if "one_per_env" in which:
             methods["one_per_env"] = one_per_env
         if "one_for_all" in which:

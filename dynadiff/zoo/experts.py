@@ -36,9 +36,13 @@ class ODEStep(nn.Module):
         return x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
 
 
-def build_expert(cfg: Mapping[str, Any], channels: int) -> nn.Module:
-    """The expert network for data with ``channels`` channels (state dimension for ODEs)."""
+def build_expert(
+    cfg: Mapping[str, Any], channels: int, out_channels: int | None = None
+) -> nn.Module:
+    """The expert network for data with ``channels`` channels (state dimension for ODEs);
+    ``out_channels`` (default ``channels``) widens the output, e.g. for basis outputs."""
     arch = cfg["arch"]
+    out = out_channels or channels
     if arch == "fno":
         from neuralop.models import FNO
 
@@ -46,7 +50,7 @@ def build_expert(cfg: Mapping[str, Any], channels: int) -> nn.Module:
             n_modes=tuple(cfg["n_modes"]),
             hidden_channels=cfg["hidden_channels"],
             in_channels=channels,
-            out_channels=channels,
+            out_channels=out,
             n_layers=cfg["n_layers"],
             lifting_channel_ratio=cfg["lifting_channel_ratio"],
             projection_channel_ratio=cfg["projection_channel_ratio"],
@@ -57,7 +61,7 @@ def build_expert(cfg: Mapping[str, Any], channels: int) -> nn.Module:
         n = cfg["n_layers"]
         return UNO(
             in_channels=channels,
-            out_channels=channels,
+            out_channels=out,
             hidden_channels=cfg["hidden_channels"],
             lifting_channels=cfg["lifting_channel_ratio"] * cfg["hidden_channels"],
             projection_channels=cfg["projection_channel_ratio"] * cfg["hidden_channels"],
@@ -69,6 +73,10 @@ def build_expert(cfg: Mapping[str, Any], channels: int) -> nn.Module:
             channel_mlp_skip="linear",
         )
     if arch == "mlp_rk4":
+        if out != channels:
+            raise ValueError(
+                "the mlp_rk4 expert integrates its own state: out_channels must equal channels"
+            )
         return ODEStep(channels, cfg["hidden"], cfg["depth"], cfg["dt"])
     raise ValueError(f"unknown expert arch '{arch}' (fno, uno, mlp_rk4)")
 

@@ -1,0 +1,121 @@
+"""Adaptation baselines: each fits what it should fit exactly, and changes only what it says."""
+
+import copy
+
+import pytest
+import torch
+
+from dynadiff.baselines.camel import (
+    ContextAffineExpert,
+    camel_method,
+    init_from_base,
+    solve_coefficients,
+)
+from dynadiff.baselines.finetune import finetune_on_observations, parameters_equal
+from dynadiff.zoo.experts import advance, build_expert
+from tests.dynadiff.util import tiny_config, tiny_dataset
+
+FT = {"lr": 0.05, "weight_decay": 0.0, "grad_clip": None}
+
+
+def test_camel_solves_a_context_that_is_linear_in_the_environment_parameter():
+    torch.manual_seed(0)
+    basis = torch.randn(6, 2, 3, 8, 8)  # (N pairs, C, r, H, W)
+    for beta in (1.0, 1.2, 1.5):
+        w_true = (
+            torch.tensor([[0.5, -1.0, 2.0], [1.5, 0.0, -0.5]]) * beta + 0.1
+        )  # (C, r), linear in beta
+        dx = (basis * w_true[None, :, :, None, None]).sum(2)
+        w = solve_coefficients(basis.double(), dx.double(), ridge=1e-12)
+        torch.testing.assert_close(w.float(), w_true, atol=1e-5, rtol=0)
+
+
+def _fno():
+    return build_expert(tiny_config()["expert"], 2)
+
+
+def test_camel_starts_as_the_base_and_adapts_only_the_coefficients():
+    torch.manual_seed(0)
+    base = _fno()
+    torch.manual_seed(1)
+    model = ContextAffineExpert(build_expert(tiny_config()["expert"], 2, 2 * 3), 2, 3, num_envs=4)
+    init_from_base(model, base)
+    x = torch.randn(5, 2, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            model.step(x, model.w[0]), advance(base, x, True), atol=1e-5, rtol=0
+        )
+    before = copy.deepcopy(model)
+    adapt = camel_method(model, {"ridge": 1e-7})
+    obs = torch.randn(10, 2, 16, 16)
+    predictor = adapt(0, obs)
+    assert torch.isfinite(predictor(x)).all()
+    assert parameters_equal(model, before)  # V and the training coefficients: bit-identical
+    assert adapt.grad_steps == 0 and adapt.trainable == 2 * 3
+    with torch.no_grad():  # one frame: no pair, the mean training coefficients
+        torch.testing.assert_close(adapt(0, obs[:1])(x), model.step(x, model.w.mean(0)))
+
+
+def test_finetune_on_observations_recovers_a_linear_map():
+    torch.manual_seed(0)
+    a = 0.1 * torch.randn(3, 3)
+    obs = [torch.randn(4, 3)]
+    for _ in range(9):
+        obs.append(obs[-1] + obs[-1] @ a.T)  # x_{t+1} = x_t + A x_t for 4 states at once
+    obs = torch.stack(obs)  # (L, 4, 3): each "frame" holds 4 states
+    base = torch.nn.Linear(3, 3, bias=False)
+    torch.nn.init.zeros_(base.weight)
+    adapt = finetune_on_observations(base, residual=True, steps=400, cfg=FT)
+    predictor = adapt(0, obs)
+    assert adapt.last_steps == 400
+    torch.testing.assert_close(predictor(obs[3]), obs[4], atol=1e-4, rtol=0)
+    assert torch.count_nonzero(base.weight) == 0  # the base itself was not touched
+
+
+def test_finetune_on_one_frame_is_the_base():
+    torch.manual_seed(0)
+    base = _fno()
+    before = copy.deepcopy(base)
+    adapt = finetune_on_observations(base, residual=True, steps=10, cfg=FT)
+    x = torch.randn(2, 2, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(adapt(0, x[:1])(x), advance(base, x, True))
+    assert adapt.last_steps == 0 and parameters_equal(base, before)
+    adapt(0, torch.randn(4, 2, 16, 16))
+    assert adapt.last_steps == 10 and parameters_equal(base, before)
+
+
+def test_camel_needs_a_residual_field_expert(tmp_path):
+    from dynadiff.data.dataset import Dataset
+    from dynadiff.zoo.build import ZooBuilder
+    from tests.dynadiff.util import tiny_layout
+
+    layout = tiny_layout(tmp_path)
+    tiny_dataset(layout)
+    cfg = tiny_config()
+    cfg["expert"]["residual"] = False
+    with pytest.raises(ValueError, match="residual field expert"):
+        ZooBuilder(cfg, Dataset(layout.data_dir), layout, progress=False).camel()
+
+
+def test_baselines_run_through_the_harness(tmp_path):
+    from dynadiff.data.dataset import Dataset
+    from dynadiff.eval.harness import evaluate, markdown_table
+    from dynadiff.layout import ArtifactLayout
+    from dynadiff.pipeline import Run
+    from dynadiff.pipeline.stages import zoo
+
+    cfg = tiny_config("progress=false", f"paths.root={tmp_path}", "zoo.finetune.steps=2")
+    run = Run(cfg, ArtifactLayout.from_config(cfg), progress=False)
+    tiny_dataset(run.layout)
+    data = Dataset(run.layout.data_dir)
+    _, builder = zoo(run, data, ["camel"])
+    methods = builder.methods(("not_adaptive", "finetune_obs", "camel"))
+    assert set(methods) == {"not_adaptive", "finetune_obs_5", "camel"}
+    results = evaluate(methods, data, horizon=5, obs_len=10, progress=False)
+    timing = results["timing"]
+    assert timing["finetune_obs_5"]["grad_steps"] == 5 and timing["camel"]["grad_steps"] == 0
+    assert timing["camel"]["trainable_params"] == 2 * cfg["baselines"]["camel"]["rank"]
+    for name in methods:
+        assert results["methods"][name]["out_domain"]["diverged"] == 0
+    assert "| camel |" in markdown_table(results)
