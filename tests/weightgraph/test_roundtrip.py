@@ -108,22 +108,85 @@ def test_tied_weights_stored_once():
     assert restored.head.weight is restored.emb.weight
 
 
+class _WithBilinear(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Linear(3, 4)
+        self.b = torch.nn.Bilinear(4, 4, 5)
+
+    def forward(self, x):
+        h = self.a(x)
+        return self.b(h, h)
+
+
 def test_strict_false_carries_unsupported_tensors_opaquely():
-    lstm = torch.nn.Sequential(torch.nn.Linear(3, 4))
-    lstm.append(torch.nn.LSTM(4, 5))
-    x = (torch.randn(2, 1, 3),)
-    with pytest.raises(wg.UnsupportedLayerError, match=r"weight_ih_l0.*LSTM"):
-        wg.from_module(lstm, x)
-    g = wg.from_module(lstm, x, strict=False)
-    assert set(g.layout.opaque) == {
-        "1.weight_ih_l0",
-        "1.weight_hh_l0",
-        "1.bias_ih_l0",
-        "1.bias_hh_l0",
-    }
-    assert g.node_types == ["0"]
+    net = _WithBilinear()
+    x = (torch.randn(2, 3),)
+    with pytest.raises(wg.UnsupportedLayerError, match=r"b.weight.*Bilinear"):
+        wg.from_module(net, x)
+    g = wg.from_module(net, x, strict=False)
+    assert set(g.layout.opaque) == {"b.weight", "b.bias"}
+    assert g.node_types == ["a"]
     out = wg.to_state_dict(g)
-    assert all(torch.equal(out[k], v) for k, v in lstm.state_dict().items())
+    assert all(torch.equal(out[k], v) for k, v in net.state_dict().items())
+
+
+class _Recurrent(torch.nn.Module):
+    def __init__(self, kind, **kw):
+        super().__init__()
+        self.inp = torch.nn.Linear(3, 4)
+        self.rnn = getattr(torch.nn, kind)(4, 5, **kw)
+        self.out = torch.nn.Linear(5 * (2 if kw.get("bidirectional") else 1), 2)
+
+    def forward(self, x):
+        y, _ = self.rnn(self.inp(x))
+        return self.out(y)
+
+
+@pytest.mark.parametrize(
+    "kind, kw, gates",
+    [
+        ("LSTM", {"num_layers": 2, "bidirectional": True}, 4),
+        ("GRU", {"num_layers": 2, "bidirectional": True, "batch_first": True}, 3),
+        ("RNN", {"num_layers": 2, "nonlinearity": "relu"}, 1),
+        ("LSTM", {"num_layers": 1, "bias": False}, 4),
+    ],
+)
+def test_recurrent_layers_round_trip_exactly(kind, kw, gates):
+    torch.manual_seed(0)
+    net, x = _Recurrent(kind, **kw), (torch.randn(6, 2, 3),)
+    g = wg.from_module(net, x)
+    dirs = ("", "_reverse") if kw.get("bidirectional") else ("",)
+    layers = [f"rnn_l{k}{d}" for k in range(kw["num_layers"]) for d in dirs]
+    assert g.node_types == ["inp", *layers, "out"]
+    for k in range(kw["num_layers"]):  # rows of W_ih (4 or 10 inputs), W_hh (5), and two biases
+        width = (4 if k == 0 else 5 * len(dirs)) + 5 + (0 if kw.get("bias") is False else 2)
+        assert g[f"rnn_l{k}"].x.shape == (gates * 5, width)
+    assert torch.equal(g["rnn_l0"].x[:, :4], net.rnn.weight_ih_l0)
+    # the input reaches every direction of layer 0; the output reads every direction of the last
+    edges = set(g.edge_types)
+    assert {("inp", "to", f"rnn_l0{d}") for d in dirs} <= edges
+    assert {(f"rnn_l{kw['num_layers'] - 1}{d}", "to", "out") for d in dirs} <= edges
+    state = wg.to_state_dict(g)
+    ref = net.state_dict()
+    assert list(state) == list(ref) and all(torch.equal(state[k], ref[k]) for k in ref)
+    torch.manual_seed(1)
+    clone = wg.to_module(g, _Recurrent(kind, **kw))
+    with torch.no_grad():
+        assert torch.equal(clone(*x), net(*x))
+
+
+def test_lstm_projections_get_their_own_node_types():
+    torch.manual_seed(0)
+    net = torch.nn.LSTM(4, 5, num_layers=2, proj_size=3)
+    g = wg.from_module(net, (torch.randn(6, 2, 4),))
+    assert g.node_types == ["l0", "l0_proj", "l1", "l1_proj"]
+    assert g["l1"].x.shape == (20, 3 + 3 + 2) and g["l0_proj"].x.shape == (3, 5)
+    clone = wg.to_module(g, torch.nn.LSTM(4, 5, num_layers=2, proj_size=3))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(clone.state_dict().values(), net.state_dict().values(), strict=True)
+    )
 
 
 def test_factorised_spectral_weight_is_rejected_with_its_name():

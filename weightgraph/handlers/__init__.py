@@ -54,6 +54,13 @@ class LayerDef:
     groups_count: int = 1
     module_type: str = ""
     claimed: set[str] = field(default_factory=set)  # every state key this layer covers
+    # edges between this layer's own node types as (source path, destination path), dense;
+    # None: a chain in the order of ``groups`` (attention: in_proj -> out_proj)
+    internal_edges: list[tuple[str, str]] | None = None
+    # node types that receive the layer's input / whose concatenation is its output (None: the
+    # first / the last of ``groups``); a bidirectional RNN reads into and out of both directions
+    input_groups: list[str] | None = None
+    output_groups: list[str] | None = None
 
     def __post_init__(self) -> None:
         if not self.claimed:
@@ -132,7 +139,7 @@ def layer(module: nn.Module, path: str, groups: list[NodeGroup], **kw) -> LayerD
 
 
 # Import for their registration side effects.
-from . import attention, conv, linear, neuralop, norm  # noqa: E402,F401
+from . import attention, conv, linear, neuralop, norm, recurrent  # noqa: E402,F401
 
 __all__ = [
     "LayerDef",
