@@ -87,7 +87,9 @@ def mark_done(artifact: Path, stage: str, key: str, inputs: dict[str, Any]) -> s
 
 
 def artifact_digest(artifact: Path) -> str:
-    return read_json(_record(artifact))["sha256"]
+    """The recorded SHA-256 of an artifact (computed when it has no record, e.g. made by hand)."""
+    rec = read_json(_record(artifact))
+    return rec["sha256"] if rec and "sha256" in rec else file_digest(artifact)
 
 
 # ---------------------------------------------------------------------- stages
