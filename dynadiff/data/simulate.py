@@ -6,17 +6,21 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Mapping
 
+import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..io import clean_temporaries
+from ..io import atomic_path, clean_temporaries
 from .environments import Manifest, choose_seen, env_seed, environment_grid
 from .store import read_attrs, validate_file, write_environment
 from .systems import SYSTEMS, System
+
+SIMULATION_KEYS = ("simulator", "environments", "trajectories")
 
 
 def build_system(sim_cfg: Mapping[str, Any]) -> System:
@@ -38,8 +42,11 @@ def simulate_dataset(
 ) -> dict[str, Any]:
     """Simulate and write the environments of one system config (``shard = (i, n)``: every n-th from i).
 
-    Files already present with the same config and seed and passing validation are skipped; stale
-    or broken ones are rewritten. Returns a summary (files written/skipped, bytes, seconds).
+    Files already present with the same simulation settings (``simulator``, ``environments``,
+    ``trajectories``) and seed and passing validation are skipped; stale or broken ones are rewritten.
+    The seen/unseen split, the evaluation horizon and the symmetries are not simulation settings:
+    changing them rewrites the manifest (and the files' ``split`` attribute), not the fields.
+    Returns a summary (files written/skipped, bytes, seconds).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -48,9 +55,10 @@ def simulate_dataset(
     seen = choose_seen(
         len(envs), int(system_cfg["split"]["n_seen"]), int(system_cfg["split"]["seed"])
     )
-    config = json.loads(json.dumps(dict(system_cfg)))  # plain JSON types
+    full = json.loads(json.dumps(dict(system_cfg)))  # plain JSON types
+    config = {k: full[k] for k in SIMULATION_KEYS}  # what the fields depend on
     simulator = build_system(system_cfg["simulator"])
-    manifest = Manifest(out, simulator.name, preset, list(simulator.env_params), envs, seen, config)
+    manifest = Manifest(out, simulator.name, preset, list(simulator.env_params), envs, seen, full)
     manifest.save()
     n_train, n_test = (
         int(system_cfg["trajectories"]["n_train"]),
@@ -62,6 +70,7 @@ def simulate_dataset(
     for i in bar:
         path = manifest.path(i)
         if _up_to_date(path, config, seed):
+            _set_split(path, manifest.split_of(i))
             skipped.append(i)
             continue
         s = env_seed(seed, i)
@@ -97,6 +106,16 @@ def simulate_dataset(
         "bytes": sum(p.stat().st_size for p in files if p.exists()),
         "seconds": seconds,
     }
+
+
+def _set_split(path: Path, split: str) -> None:
+    """Record a changed seen/unseen split in a file's attributes (copy, edit, rename: atomic)."""
+    if read_attrs(path).get("split") == split:
+        return
+    with atomic_path(path) as tmp:
+        shutil.copyfile(path, tmp)
+        with h5py.File(tmp, "a") as f:
+            f.attrs["split"] = split
 
 
 def _up_to_date(path: Path, config: Mapping[str, Any], seed: int) -> bool:

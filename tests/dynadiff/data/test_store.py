@@ -153,3 +153,25 @@ def test_dataset_windows_and_observations(dataset):
 def test_plot_snapshots(dataset, tmp_path):
     png = plot_environments(dataset[0], tmp_path / "env.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_new_split_rewrites_the_manifest_not_the_fields(tmp_path):
+    out = tmp_path / "lo"
+    simulate_dataset(tiny(), out, "tiny", seed=3, progress=False)
+    before = {p.name: _fields_md5(p) for p in out.glob("env_*.h5")}
+    fingerprint, seen = Dataset(out).fingerprint(), Manifest.load(out).seen
+    other = tiny()
+    other["split"]["seed"] = 3  # seen [0, 2] instead of [2, 3]
+    s = simulate_dataset(other, out, "tiny", seed=3, progress=False)
+    m = Manifest.load(out)
+    assert s["written"] == 0 and m.seen != seen
+    assert {p.name: _fields_md5(p) for p in out.glob("env_*.h5")} == before  # fields untouched
+    for i in range(4):
+        with h5py.File(m.path(i)) as f:
+            assert f.attrs["split"] == m.split_of(i)
+    assert Dataset(out).fingerprint() != fingerprint  # everything downstream of the split re-runs
+
+
+def _fields_md5(path):
+    with h5py.File(path) as f:
+        return hashlib.md5(f["fields"][:].tobytes()).hexdigest()
