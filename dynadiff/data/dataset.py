@@ -107,11 +107,13 @@ class Dataset:
         return [self.manifest.path(i) for i in range(len(self.manifest.environments))]
 
     def fingerprint(self) -> str:
-        """Digest of the manifest and of every environment file's bytes (cached per file by size and
-        modification time in ``.digests.json``)."""
+        """Digest of what the data are: the environments and the seen/unseen split from the manifest
+        (not its evaluation or symmetry settings, which no model is trained on) and every environment
+        file's bytes (cached per file by size and modification time in ``.digests.json``)."""
         cache_path = self.root / ".digests.json"
         cache = read_json(cache_path) or {}
-        fresh, parts = {}, [file_digest(self.root / "manifest.json")]
+        m = self.manifest
+        fresh, parts = {}, [digest([m.system, m.env_params, m.environments, m.seen])]
         for path in self.files():
             st = path.stat()
             stamp = [st.st_size, st.st_mtime_ns]
