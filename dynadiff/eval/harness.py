@@ -28,6 +28,11 @@ from .rollout import Predictor, rollout
 
 Method = Callable[[int, Tensor], Predictor]
 METHOD_ORDER = ("dynadiff", "not_adaptive", "one_per_env", "one_for_all")
+VALID_SSIM = 0.8  # valid prediction time: steps until SSIM drops below this (the paper's Table 7)
+TRIVIAL: dict[str, Method] = {  # forecasts that need no model, for reading the others
+    "persistence": lambda env, obs: lambda x: x,
+    "climatology": lambda env, obs: torch.zeros_like,
+}
 
 
 def _stats(values: Sequence[float]) -> tuple[float, float]:
@@ -44,6 +49,7 @@ def evaluate(
     domains: Mapping[str, Sequence[int]] | None = None,
     max_traj: int | None = None,
     progress: bool = True,
+    references: bool = True,
 ) -> dict[str, Any]:
     """Score every method on every environment of each domain (normalised fields).
 
@@ -54,12 +60,17 @@ def evaluate(
         obs_len: frames of the target environment the method may observe.
         domains: ``{"in_domain": seen indices, "out_domain": unseen indices}`` by default.
         max_traj: at most this many test trajectories per environment.
+        references: also score the trivial ``persistence`` (the initial frame held) and
+            ``climatology`` (the mean field, 0 in normalised units) forecasts, so that the numbers of
+            a chaotic system can be read against what needs no model.
 
     Returns:
         ``{"methods": {m: {domain: summary}}, "timing": {m: {...}}, "horizon": ..., ...}``.
     """
     m = data.manifest
     domains = dict(domains or {"in_domain": m.seen, "out_domain": m.unseen})
+    if references:
+        methods = {**methods, **TRIVIAL}
     per_env: dict[str, dict[str, dict[int, dict[str, Any]]]] = {
         k: {d: {} for d in domains} for k in methods
     }
@@ -104,6 +115,7 @@ def evaluate(
         }
     if "dynadiff" in methods:
         results["gap_closure"] = {d: gap_closure(results, "dynadiff", d) for d in domains}
+        results["rmse_ratio"] = {d: rmse_ratio(results, "dynadiff", d) for d in domains}
     return results
 
 
@@ -126,18 +138,30 @@ def _score(pred: Tensor, truth: Tensor) -> dict[str, Any]:
         s = ssim(p, t).view(n, h)
         s[bad] = float("nan")
         out["ssim_per_step"] = torch.nanmean(s, 0).tolist()
+        out["valid_steps"] = float(valid_steps(s).float().mean())
     out["rmse"] = float(np.nanmean(out["rmse_per_step"]))
     out["nmse"] = float(np.nanmean(out["nmse_per_step"]))
     out["ssim"] = float(np.nanmean(out["ssim_per_step"])) if "ssim_per_step" in out else None
     return out
 
 
+def valid_steps(ssim_per_step: Tensor, threshold: float = VALID_SSIM) -> Tensor:
+    """Valid prediction time: steps before SSIM first drops below ``threshold`` (a diverged step
+    counts as below), per trajectory. ``(n, h) -> (n,)``, values in ``[0, h]``."""
+    below = ~(ssim_per_step >= threshold)  # NaN (diverged) is below
+    h = ssim_per_step.shape[1]
+    first = torch.where(
+        below.any(1), below.float().argmax(1), torch.full_like(below[:, 0], h, dtype=torch.long)
+    )
+    return first
+
+
 def _summarise(envs: Mapping[int, Mapping[str, Any]], horizon: int) -> dict[str, Any]:
     if not envs:
         return {"n_envs": 0}
     out: dict[str, Any] = {"n_envs": len(envs)}
-    for metric in ("rmse", "ssim", "nmse"):
-        vals = [v[metric] for v in envs.values()]
+    for metric in ("rmse", "ssim", "nmse", "valid_steps"):
+        vals = [v.get(metric) for v in envs.values()]
         if all(x is None for x in vals):
             out[metric] = out[f"{metric}_std"] = None
             continue
@@ -153,7 +177,9 @@ def _summarise(envs: Mapping[int, Mapping[str, Any]], horizon: int) -> dict[str,
 def gap_closure(
     results: Mapping[str, Any], method: str = "dynadiff", domain: str = "out_domain"
 ) -> float | None:
-    """``(RMSE_not_adaptive - RMSE_method) / (RMSE_not_adaptive - RMSE_one_per_env)``."""
+    """``(RMSE_not_adaptive - RMSE_method) / (RMSE_not_adaptive - RMSE_one_per_env)``, or ``None``
+    when a reference is missing or One-per-Env is not better than Not-Adaptive (then the ratio of two
+    negative or zero differences would read as a closure; :func:`summary_lines` says so instead)."""
     try:
         r = {
             k: results["methods"][k][domain]["rmse"]
@@ -162,20 +188,40 @@ def gap_closure(
     except KeyError:
         return None
     denom = r["not_adaptive"] - r["one_per_env"]
-    return (r["not_adaptive"] - r[method]) / denom if denom else None
+    return (r["not_adaptive"] - r[method]) / denom if denom > 0 else None
+
+
+def rmse_ratio(
+    results: Mapping[str, Any], method: str = "dynadiff", domain: str = "out_domain"
+) -> float | None:
+    """``RMSE_method / RMSE_not_adaptive`` (the paper's ratio; below 1: better than no adaptation)."""
+    try:
+        return (
+            results["methods"][method][domain]["rmse"]
+            / results["methods"]["not_adaptive"][domain]["rmse"]
+        )
+    except (KeyError, ZeroDivisionError, TypeError):
+        return None
 
 
 def markdown_table(results: Mapping[str, Any]) -> str:
-    """Methods x domains table (RMSE, SSIM as mean +- std over environments; adaptation seconds)."""
+    """Methods x domains table: RMSE and SSIM (mean +- std over environments), valid prediction time
+    in steps (fields), adaptation seconds per environment and test-time gradient steps."""
     domains = [
         d for d in ("in_domain", "out_domain") if any(d in v for v in results["methods"].values())
     ]
-    head = (
-        "| method | "
-        + " | ".join(f"{d.replace('_', '-')} RMSE | {d.replace('_', '-')} SSIM" for d in domains)
-        + " | adapt s/env | test-time grad steps |"
+    metrics = [("RMSE", "rmse", 4), ("SSIM", "ssim", 4)]
+    if any(
+        v.get(d, {}).get("valid_steps") is not None
+        for v in results["methods"].values()
+        for d in domains
+    ):
+        metrics.append(("valid steps", "valid_steps", 1))
+    head = "| method | " + " | ".join(
+        f"{d.replace('_', '-')} {label}" for d in domains for label, _, _ in metrics
     )
-    lines = [head, "|" + "---|" * (1 + 2 * len(domains) + 2)]
+    lines = [head + " | adapt s/env | test-time grad steps |"]
+    lines.append("|" + "---|" * (1 + len(domains) * len(metrics) + 2))
     names = sorted(
         results["methods"], key=lambda k: (METHOD_ORDER.index(k) if k in METHOD_ORDER else 99, k)
     )
@@ -183,24 +229,41 @@ def markdown_table(results: Mapping[str, Any]) -> str:
         cells = []
         for d in domains:
             s = results["methods"][name].get(d, {})
-            cells.append(
-                f"{s['rmse']:.4f} ± {s['rmse_std']:.4f}" if s.get("rmse") is not None else "-"
-            )
-            cells.append(
-                f"{s['ssim']:.4f} ± {s['ssim_std']:.4f}" if s.get("ssim") is not None else "-"
-            )
-        lines.append(
-            f"| {name} | "
-            + " | ".join(cells)
-            + f" | {results['timing'][name]['adapt_s_mean']:.3f}"
-            + f" | {results['timing'][name].get('grad_steps', 0)} |"
-        )
+            for _, key, digits in metrics:
+                value = s.get(key)
+                cells.append(
+                    f"{value:.{digits}f} ± {s[key + '_std']:.{digits}f}"
+                    if value is not None
+                    else "-"
+                )
+        timing = results["timing"][name]
+        cells += [f"{timing['adapt_s_mean']:.3f}", str(timing.get("grad_steps", 0))]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def summary_lines(results: Mapping[str, Any]) -> list[str]:
     """The gap closure and the diagnostics of a results dict, as text lines (for the terminal and results.md)."""
     lines = []
+    for d, v in (results.get("gap_closure") or {}).items():
+        if (
+            v is None
+            and "one_per_env" in results["methods"]
+            and "not_adaptive" in results["methods"]
+        ):
+            a, b = (results["methods"][k][d]["rmse"] for k in ("one_per_env", "not_adaptive"))
+            lines.append(
+                f"no gap closure {d}: One-per-Env is not better than Not-Adaptive "
+                f"(RMSE {a:.4f} vs {b:.4f}), so no method can be said to close a gap"
+            )
+    if results.get("rmse_ratio"):
+        lines.append(
+            "RMSE ratio DynaDiff / Not-Adaptive: "
+            + ", ".join(
+                f"{d} {v:.2f}" if v is not None else f"{d} n/a"
+                for d, v in results["rmse_ratio"].items()
+            )
+        )
     if results.get("gap_closure"):
         lines.append(
             "gap closure (RMSE): "

@@ -72,3 +72,53 @@ def test_gap_closure_and_table():
     assert gap_closure(res) == pytest.approx(0.7)
     table = markdown_table(res)
     assert table.splitlines()[2].startswith("| dynadiff | 0.1900")
+
+
+def test_valid_prediction_time_counts_steps_before_ssim_drops():
+    from dynadiff.eval.harness import valid_steps
+
+    s = torch.tensor(
+        [
+            [0.95, 0.9, 0.85, 0.7, 0.9],  # drops below 0.8 at step 3 -> 3 valid steps
+            [0.99, 0.99, 0.99, 0.99, 0.99],  # never drops -> the whole horizon
+            [0.5, 0.9, 0.9, 0.9, 0.9],  # bad from the start -> 0
+            [0.9, float("nan"), 0.9, 0.9, 0.9],  # diverged at step 1 -> 1
+        ]
+    )
+    assert valid_steps(s).tolist() == [3, 5, 0, 1]
+
+
+def _results(na, ope, dd=0.2):
+    dom = lambda r: {"out_domain": {"rmse": r, "rmse_std": 0.0}}  # noqa: E731
+    return {"methods": {"not_adaptive": dom(na), "one_per_env": dom(ope), "dynadiff": dom(dd)}}
+
+
+def test_gap_closure_is_refused_when_the_upper_bound_is_not_better():
+    from dynadiff.eval.harness import rmse_ratio, summary_lines
+
+    assert gap_closure(_results(0.3, 0.1)) == pytest.approx(0.5)
+    bad = _results(0.97, 1.10, 1.01)  # One-per-Env worse than Not-Adaptive (Kolmogorov, issue 11)
+    assert gap_closure(bad) is None
+    bad["gap_closure"] = {"out_domain": None}
+    assert "One-per-Env is not better than Not-Adaptive" in "\n".join(summary_lines(bad))
+    assert rmse_ratio(_results(0.4, 0.1, 0.1)) == pytest.approx(0.25)
+
+
+def test_trivial_references_score_what_needs_no_model(tmp_path):
+    from dynadiff.data.dataset import Dataset
+    from dynadiff.eval.harness import evaluate
+    from tests.dynadiff.util import tiny_dataset, tiny_layout
+
+    data = tiny_dataset(tiny_layout(tmp_path))
+    r = evaluate({}, data, horizon=5, obs_len=2, progress=False)
+    assert set(r["methods"]) == {"persistence", "climatology"}
+    e = data.manifest.unseen[0]
+    truth = data.trajectories(e, "test", normalized=True)[:, 1:6]
+    expected = (
+        truth.pow(2).mean(dim=(0, 2, 3, 4)).sqrt().mean()
+    )  # zeros predicted: RMS of the truth
+    assert r["methods"]["climatology"]["out_domain"]["per_env"][str(e)]["rmse"] == pytest.approx(
+        float(expected), rel=1e-5
+    )
+    assert 0 <= r["methods"]["persistence"]["out_domain"]["valid_steps"] <= 5
+    assert isinstance(Dataset(data.root).stats[0], torch.Tensor)

@@ -120,7 +120,13 @@ def test_demo_tiny_end_to_end(tmp_path, monkeypatch, capsys):
     run = next((tmp_path / "runs" / "dynadiff").glob("lambda_omega-tiny/*"))
     results = json.loads((run / "results.json").read_text())
     assert "gap closure (RMSE): in_domain" in (run / "results.md").read_text()
-    assert {"dynadiff", "not_adaptive", "one_per_env"} == set(results["methods"])
+    assert set(results["methods"]) == {
+        "dynadiff",
+        "not_adaptive",
+        "one_per_env",
+        "persistence",
+        "climatology",
+    }
     assert set(results["gap_closure"]) == {"in_domain", "out_domain"}
     assert (run / "rollout.png").exists()
     pe = results["prompt_env_mae"]  # beta read back from the prompt, per domain

@@ -50,7 +50,13 @@ def test_zoo_cli_end_to_end_tiny(tmp_path, monkeypatch, capsys):
     assert "experts: 4 trained" in out and "| one_per_env |" in out
     run = next((tmp_path / "runs" / "zoo").glob("lambda_omega-tiny/*"))
     results = json.loads((run / "results.json").read_text())
-    assert set(results["methods"]) == {"not_adaptive", "one_per_env", "one_for_all"}
+    assert set(results["methods"]) == {
+        "not_adaptive",
+        "one_per_env",
+        "one_for_all",
+        "persistence",
+        "climatology",
+    }
     for m in results["methods"].values():
         assert {"rmse", "rmse_std", "ssim", "ssim_std", "nmse", "per_env"} <= set(m["in_domain"])
         assert m["out_domain"]["n_envs"] == 2
