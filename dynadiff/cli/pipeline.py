@@ -28,7 +28,12 @@ def _with_stage(stage: str) -> None:
 
 
 def cli() -> None:
-    """``dynadiff demo [overrides]`` == ``dynadiff stage=demo [overrides]``."""
+    """``dynadiff demo [overrides]`` == ``dynadiff stage=demo [overrides]``; ``dynadiff report [RUNS]``
+    gathers finished evaluations into one table."""
+    if len(sys.argv) > 1 and sys.argv[1] == "report":
+        from ..eval.report import main as report
+
+        sys.exit(report(sys.argv[2:]))
     if len(sys.argv) > 1 and sys.argv[1] in STAGES:
         stage = sys.argv.pop(1)
         return _with_stage(stage)

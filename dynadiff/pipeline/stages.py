@@ -297,6 +297,15 @@ def evaluate(
         max_traj=ecfg["max_traj"],
         progress=run.progress,
     )
+    results["run"] = {
+        "system": run.cfg["system"]["name"],
+        "preset": run.cfg["preset"],
+        "name": run.layout.name,
+        "data_seed": run.cfg["data_seed"],
+        "split_seed": run.cfg["system"]["split"]["seed"],
+        "zoo_seed": run.cfg["zoo"]["seed"],
+        "generator_seeds": [run.cfg["generator"][k]["seed"] for k in ("vae", "dit")],
+    }
     results["ddim_steps"] = sample["ddim_steps"]
     results["vae"] = model.meta.get("vae_metrics")
     results["prompt_env_mae"] = prompt_env_mae(model, data, int(ecfg["obs_len"]))

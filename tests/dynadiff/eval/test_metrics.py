@@ -122,3 +122,32 @@ def test_trivial_references_score_what_needs_no_model(tmp_path):
     )
     assert 0 <= r["methods"]["persistence"]["out_domain"]["valid_steps"] <= 5
     assert isinstance(Dataset(data.root).stats[0], torch.Tensor)
+
+
+def test_report_gathers_runs_into_one_table(tmp_path, capsys):
+    import json
+
+    from dynadiff.eval.report import main as report
+
+    def write(sub, system, na, dd, ope=0.1):
+        res = _results(na, ope, dd)
+        res["run"] = {"system": system, "preset": "small"}
+        res["gap_closure"] = {"out_domain": gap_closure(res)}
+        (tmp_path / sub).mkdir(parents=True)
+        (tmp_path / sub / "results.json").write_text(json.dumps(res))
+
+    write("a/1", "lambda_omega", 0.3, 0.12)
+    write("a/2", "lambda_omega", 0.3, 0.14)
+    write("b/1", "kolmogorov", 0.9, 0.5, ope=0.4)
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "results.json").write_text("{}")  # no run record: ignored
+    assert report([str(tmp_path)]) == 0
+    text = (tmp_path / "report.md").read_text()
+    assert (
+        "| dynadiff | 0.5000 ± 0.0000 (n=1) | 0.1300 ± 0.0100 (n=2) |"
+        in text.replace("kolmogorov/small | lambda_omega/small", "x")
+        or "| dynadiff | 0.1300 ± 0.0100 (n=2) | 0.5000 ± 0.0000 (n=1) |" in text
+    )
+    summary = json.loads((tmp_path / "report.json").read_text())
+    assert summary["lambda_omega/small"]["gap_closure"][0] == pytest.approx(0.85)
+    assert (tmp_path / "report.png").exists()
