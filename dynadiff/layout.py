@@ -26,6 +26,8 @@ class ArtifactLayout:
         system, preset: the system config name and the preset.
         name: the zoo / model name (default: the expert architecture).
         init: the zoo's initialisation (``base``; ``scratch`` zoos get their own directory).
+        variant: a subdirectory below the data, zoo and model directories (``seed_2`` for repeat 2
+            of a multi-seed run; empty: none).
     """
 
     data_root: Path
@@ -35,6 +37,7 @@ class ArtifactLayout:
     preset: str
     name: str
     init: str = "base"
+    variant: str = ""
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> ArtifactLayout:
@@ -54,13 +57,13 @@ class ArtifactLayout:
     # ------------------------------------------------------------------ data
     @property
     def data_dir(self) -> Path:
-        return self.data_root / self.system / self.preset
+        return self.data_root / self.system / self.preset / self.variant
 
     # ------------------------------------------------------------------ zoo
     @property
     def zoo_dir(self) -> Path:
         suffix = "" if self.init == "base" else f"-{self.init}"
-        return self.zoo_root / self.system / self.preset / f"{self.name}{suffix}"
+        return self.zoo_root / self.system / self.preset / f"{self.name}{suffix}" / self.variant
 
     @property
     def base(self) -> Path:
@@ -91,7 +94,7 @@ class ArtifactLayout:
     # ------------------------------------------------------------------ generator
     @property
     def model_dir(self) -> Path:
-        return self.models_root / self.system / self.preset / self.name
+        return self.models_root / self.system / self.preset / self.name / self.variant
 
     @property
     def vae(self) -> Path:

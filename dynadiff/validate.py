@@ -214,6 +214,7 @@ def _generator(c: _Checker) -> None:
         "null or an environment index >= 0",
     )
     c.choice("stage", STAGES)
+    c.int_min("seeds", 1)
     c.check(
         "baselines_in_demo",
         lambda v: set(v) <= set(REFERENCES),

@@ -11,6 +11,8 @@ Within a stage, finished pieces (data files, experts) are reused by the same rul
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import time
 from contextlib import contextmanager
@@ -376,9 +378,17 @@ def check_compatible(root: Path, cfg: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------- the main job
 def run_pipeline(run: Run, stage: str = "demo") -> dict[str, Any]:
     """``demo``: every stage, reusing what is done; ``vae``/``dit``: up to that stage on existing data and
-    zoo; ``evaluate``/``generate``: with the trained model."""
+    zoo; ``evaluate``/``generate``: with the trained model. With ``seeds > 1`` every stage runs once per
+    seed (:func:`with_seed`) and ``report.md`` gathers them (mean +- std across seeds)."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; choose from {list(STAGES)}")
+    if run.cfg["seeds"] > 1:
+        from ..eval.report import main as report
+
+        out = {f"seed_{k}": run_pipeline(with_seed(run, k), stage) for k in range(run.cfg["seeds"])}
+        if stage in ("demo", "evaluate"):
+            report([str(run.run_dir)])
+        return out
     timings: dict[str, float] = {}
     lap = _stopwatch(timings)
     if stage in ("demo", "simulate"):
@@ -412,6 +422,21 @@ def run_pipeline(run: Run, stage: str = "demo") -> dict[str, Any]:
     evaluate(run, data, model, builder, references, timings)
     result["results"] = str(run.run_dir / "results.json")
     return result
+
+
+def with_seed(run: Run, k: int) -> Run:
+    """Repeat ``k`` of a run: its own data seed, seen/unseen split, zoo and generator seeds (each the
+    configured one + ``k``), its own artifacts (``.../seed_<k>`` below the data, zoo and model
+    directories; repeat 0 uses the plain ones) and its own results directory."""
+    cfg = copy.deepcopy(run.cfg)
+    cfg["seeds"] = 1
+    cfg["data_seed"] += k
+    cfg["system"]["split"]["seed"] += k
+    cfg["zoo"]["seed"] += k
+    for part in ("vae", "dit"):
+        cfg["generator"][part]["seed"] += k
+    layout = dataclasses.replace(run.layout, variant=f"seed_{k}" if k else "")
+    return Run(cfg, layout, run.device, run.progress, run.run_dir / f"seed_{k}")
 
 
 @contextmanager

@@ -3,6 +3,7 @@ re-run, corrupted artifacts are caught and rebuilt, concurrent runs stay safe, b
 
 import ast
 import hashlib
+import json
 import multiprocessing as mp
 import re
 import sys
@@ -314,3 +315,21 @@ def subprocess_pid_that_exited() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     return proc.pid
+
+
+def test_seeds_repeat_every_stage_with_its_own_artifacts_and_report(tmp_path, capsys):
+    cfg = tiny_config(*FAST, f"paths.root={tmp_path}", "seeds=2", "generator.sample.ddim_steps=2")
+    run = Run(cfg, ArtifactLayout.from_config(cfg), progress=False, run_dir=tmp_path / "run")
+    stages.run_pipeline(run, "demo")
+    runs = [
+        json.loads((tmp_path / "run" / f"seed_{k}" / "results.json").read_text()) for k in (0, 1)
+    ]
+    assert [r["run"]["data_seed"] for r in runs] == [0, 1] and [
+        r["run"]["split_seed"] for r in runs
+    ] == [0, 1]
+    assert (tmp_path / "data" / "lambda_omega" / "tiny" / "seed_1" / "manifest.json").exists()
+    assert (
+        tmp_path / "models" / "lambda_omega" / "tiny" / "fno" / "seed_1" / "dynadiff.pt"
+    ).exists()
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "(n=2)" in report and "lambda_omega/tiny" in report
