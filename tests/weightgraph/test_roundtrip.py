@@ -189,28 +189,46 @@ def test_lstm_projections_get_their_own_node_types():
     )
 
 
-def test_factorised_spectral_weight_is_rejected_with_its_name():
+def _tfno(factorization, seed):
     from neuralop.models import FNO
 
-    net = FNO(
+    torch.manual_seed(seed)
+    return FNO(
         n_modes=(4, 4),
-        hidden_channels=4,
+        hidden_channels=8,
         in_channels=1,
         out_channels=1,
-        n_layers=1,
-        factorization="tucker",
+        n_layers=2,
+        factorization=factorization,
         rank=0.5,
     )
-    with pytest.raises(
-        wg.UnsupportedLayerError, match=r"fno_blocks\.convs\.0.*SpectralConv.*weight"
-    ):
-        wg.from_module(net)
-    g = wg.from_module(net, strict=False)
-    assert any(k.startswith("fno_blocks.convs.0.weight") for k in g.layout.opaque)
-    out = wg.to_state_dict(g)
-    assert all(
-        torch.equal(out[k], v) for k, v in net.state_dict().items() if isinstance(v, torch.Tensor)
-    )
+
+
+@pytest.mark.parametrize(
+    "factorization, factors_width, row",
+    [
+        (
+            "tucker",
+            2 * (6 * 6 * 3 * 2 + 8 * 6 + 4 * 3 + 3 * 2),
+            2 * 6,
+        ),  # core + the other 3 factors
+        ("cp", 2 * (17 + 8 * 17 + 4 * 17 + 3 * 17), 2 * 17),  # CP weights + the other 3 factors
+        ("tt", 2 * (8 * 7 + 5 * 4 * 3 + 3 * 3), 2 * 7 * 5),
+    ],  # the other 3 cores; row: (7, 5) slice
+)
+def test_factorised_spectral_weights_round_trip_exactly(factorization, factors_width, row):
+    net = _tfno(factorization, 0)
+    g = wg.from_module(net)
+    # node o: its row of the output factor, the bias, the merged 1x1 skip (8 weights)
+    assert g["fno_blocks_convs_0"].x.shape == (8, row + 1 + 8)
+    assert g["fno_blocks_convs_0_factors"].x.shape == (1, factors_width)
+    state = wg.to_state_dict(g)
+    ref = {k: v for k, v in net.state_dict().items() if isinstance(v, torch.Tensor)}
+    assert list(state) == list(ref) and all(torch.equal(state[k], ref[k]) for k in ref)
+    clone = wg.to_module(g, _tfno(factorization, 1))
+    x = torch.randn(2, 1, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(clone(x), net(x))
 
 
 def test_converting_never_modifies_the_module():

@@ -18,12 +18,7 @@ _SPECTRAL = [
 def spectral_conv(m, path: str):
     names = dict(m.named_parameters())
     if "weight.tensor" not in names:
-        bad = next((n for n in names if n.startswith("weight")), "weight")
-        raise UnsupportedLayerError(
-            f"{path} ({type(m).__name__}): factorised spectral weight '{bad}' "
-            f"(factorization={getattr(m, 'factorization', None)!r}) is not supported; use factorization=None "
-            "or convert with strict=False to carry it opaquely"
-        )
+        return _factorised(m, path, names)
     node_axis = (0,) if getattr(m, "separable", False) else (1,)
     blocks = [param_block(m, path, "weight.tensor", node_axis, role="weight")]
     if present(m, "bias"):
@@ -34,6 +29,47 @@ def spectral_conv(m, path: str):
         [NodeGroup(path, m.out_channels, blocks)],
         in_channels=m.in_channels,
         connectivity="diagonal" if getattr(m, "separable", False) else "dense",
+    )
+
+
+# The factor whose rows belong to output channels, and its node axis, per tensorly-torch format.
+_OUTPUT_FACTOR = {
+    "TuckerTensor": ("weight.factors.factor_1", (0,)),
+    "CPTensor": ("weight.factors.factor_1", (0,)),
+    "TTTensor": ("weight.factors.factor_1", (1,)),
+}
+
+
+def _factorised(m, path: str, names: dict):
+    """A tensor-factorised weight (TFNO: tucker, cp, tt): node ``o`` carries its row of the output
+    factor (and the bias); the core / the other factors, shared by every output channel, form a
+    node type ``<path>_factors`` of one node. The factors round-trip exactly, as stored."""
+    kind = type(m.weight).__name__
+    if kind not in _OUTPUT_FACTOR or getattr(m, "separable", False):
+        bad = next((n for n in names if n.startswith("weight")), "weight")
+        raise UnsupportedLayerError(
+            f"{path} ({type(m).__name__}): spectral weight '{bad}' of type {kind} "
+            f"(separable={getattr(m, 'separable', False)}) is not supported; convert with strict=False "
+            "to carry it opaquely"
+        )
+    out_name, axis = _OUTPUT_FACTOR[kind]
+    main = [param_block(m, path, out_name, axis, role="weight")]
+    if present(m, "bias"):
+        main.append(param_block(m, path, "bias", (0,)))
+    shared = [
+        param_block(m, path, n, (), role="weight")
+        for n in names
+        if n.startswith("weight.") and n != out_name
+    ]
+    groups = [NodeGroup(f"{path}_factors", 1, shared), NodeGroup(path, m.out_channels, main)]
+    return layer(
+        m,
+        path,
+        groups,
+        in_channels=m.in_channels,
+        internal_edges=[],
+        input_groups=[path],
+        output_groups=[path],
     )
 
 
