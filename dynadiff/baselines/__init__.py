@@ -5,5 +5,6 @@
   coefficients are solved in closed form from the observed frames: no gradient step at test time.
 
 Each method is a harness method ``adapt(env, observations) -> predictor`` carrying ``grad_steps``
-(test-time gradient steps) and ``trainable`` (parameters changed per environment) attributes.
+(test-time gradient steps of its last call) and ``trainable`` (parameters changed per environment)
+attributes; the harness averages ``grad_steps`` over the environments it scores.
 """

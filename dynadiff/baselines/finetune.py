@@ -47,15 +47,14 @@ def finetune_on_observations(
                 return {"loss": torch.mean((advance(net, x, residual) - y) ** 2)}
 
             train(net, loss_fn, loop, torch.Generator().manual_seed(seed))
-            adapt.last_steps = steps
+            adapt.grad_steps = steps
         else:
-            adapt.last_steps = 0
+            adapt.grad_steps = 0
         net.eval()
         return lambda x: advance(net, x, residual)
 
-    adapt.grad_steps = steps
+    adapt.grad_steps = 0  # the steps of the last call (0 with a single frame)
     adapt.trainable = sum(p.numel() * (2 if p.is_complex() else 1) for p in base.parameters())
-    adapt.last_steps = 0
     return adapt
 
 

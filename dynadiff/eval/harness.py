@@ -76,6 +76,7 @@ def evaluate(
     }
     adapt_s: dict[str, list[float]] = {k: [] for k in methods}
     rollout_s: dict[str, list[float]] = {k: [] for k in methods}
+    steps: dict[str, list[int]] = {k: [] for k in methods}
     used_horizon = horizon
     jobs = [(d, e) for d, envs in domains.items() for e in envs]
     for domain, e in tqdm(jobs, desc="evaluate", unit="env", disable=not progress):
@@ -93,6 +94,7 @@ def evaluate(
             pred = rollout(predictor, traj[:, 0], h)
             t2 = time.perf_counter()
             adapt_s[name].append(t1 - t0)
+            steps[name].append(int(getattr(adapt, "grad_steps", 0)))
             rollout_s[name].append(t2 - t1)
             per_env[name][domain][e] = _score(pred, truth)
     results = {
@@ -110,7 +112,7 @@ def evaluate(
             "adapt_s_mean": float(np.mean(adapt_s[name])),
             "rollout_s_mean": float(np.mean(rollout_s[name])),
             # what a method does per new environment (attributes of the method; 0 when absent)
-            "grad_steps": int(getattr(methods[name], "grad_steps", 0)),
+            "grad_steps": float(np.mean(steps[name])),
             "trainable_params": int(getattr(methods[name], "trainable", 0)),
         }
     if "dynadiff" in methods:
@@ -237,7 +239,7 @@ def markdown_table(results: Mapping[str, Any]) -> str:
                     else "-"
                 )
         timing = results["timing"][name]
-        cells += [f"{timing['adapt_s_mean']:.3f}", str(timing.get("grad_steps", 0))]
+        cells += [f"{timing['adapt_s_mean']:.3f}", f"{timing.get('grad_steps', 0):g}"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -67,7 +67,7 @@ def test_finetune_on_observations_recovers_a_linear_map():
     torch.nn.init.zeros_(base.weight)
     adapt = finetune_on_observations(base, residual=True, steps=400, cfg=FT)
     predictor = adapt(0, obs)
-    assert adapt.last_steps == 400
+    assert adapt.grad_steps == 400
     torch.testing.assert_close(predictor(obs[3]), obs[4], atol=1e-4, rtol=0)
     assert torch.count_nonzero(base.weight) == 0  # the base itself was not touched
 
@@ -80,9 +80,9 @@ def test_finetune_on_one_frame_is_the_base():
     x = torch.randn(2, 2, 16, 16)
     with torch.no_grad():
         assert torch.equal(adapt(0, x[:1])(x), advance(base, x, True))
-    assert adapt.last_steps == 0 and parameters_equal(base, before)
+    assert adapt.grad_steps == 0 and parameters_equal(base, before)
     adapt(0, torch.randn(4, 2, 16, 16))
-    assert adapt.last_steps == 10 and parameters_equal(base, before)
+    assert adapt.grad_steps == 10 and parameters_equal(base, before)
 
 
 def test_camel_needs_a_residual_field_expert(tmp_path):
