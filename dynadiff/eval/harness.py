@@ -258,22 +258,15 @@ def summary_lines(results: Mapping[str, Any]) -> list[str]:
                 f"no gap closure {d}: One-per-Env is not better than Not-Adaptive "
                 f"(RMSE {a:.4f} vs {b:.4f}), so no method can be said to close a gap"
             )
-    if results.get("rmse_ratio"):
-        lines.append(
-            "RMSE ratio DynaDiff / Not-Adaptive: "
-            + ", ".join(
-                f"{d} {v:.2f}" if v is not None else f"{d} n/a"
-                for d, v in results["rmse_ratio"].items()
+    for key, label in (
+        ("rmse_ratio", "RMSE ratio DynaDiff / Not-Adaptive"),
+        ("gap_closure", "gap closure (RMSE)"),
+    ):
+        if results.get(key):
+            values = (
+                f"{d} {v:.2f}" if v is not None else f"{d} n/a" for d, v in results[key].items()
             )
-        )
-    if results.get("gap_closure"):
-        lines.append(
-            "gap closure (RMSE): "
-            + ", ".join(
-                f"{d} {v:.2f}" if v is not None else f"{d} n/a"
-                for d, v in results["gap_closure"].items()
-            )
-        )
+            lines.append(f"{label}: " + ", ".join(values))
     pe = results.get("prompt_env_mae")
     if pe:
         parts = [
