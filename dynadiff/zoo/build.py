@@ -29,7 +29,8 @@ from .train import Pairs, fit, one_step_mse
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]
 Method = Callable[[int, torch.Tensor], Predictor]
-REFERENCES = ("not_adaptive", "one_per_env", "one_for_all", "finetune_obs", "camel")
+TRAINED = ("not_adaptive", "one_per_env", "one_for_all")  # the references the zoo trains itself
+REFERENCES = (*TRAINED, "finetune_obs", "camel")
 
 
 def job_seed(*parts: int) -> int:
@@ -317,7 +318,7 @@ class ZooBuilder:
         net.eval()
         return lambda x: advance(net, x, self.residual)
 
-    def methods(self, which: tuple[str, ...] = REFERENCES) -> dict[str, Method]:
+    def methods(self, which: tuple[str, ...] = TRAINED) -> dict[str, Method]:
         """The references as harness methods ``adapt(env, observations) -> predictor``:
         ``not_adaptive`` (the base), ``one_per_env`` (upper bound), ``one_for_all`` (these ignore the
         observations), ``finetune_obs`` (one method ``finetune_obs_<steps>`` per budget in
