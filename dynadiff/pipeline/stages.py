@@ -15,7 +15,6 @@ import copy
 import dataclasses
 import json
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -96,7 +95,11 @@ def artifact_digest(artifact: Path) -> str:
 
 # ---------------------------------------------------------------------- stages
 def simulate(run: Run, seed: int, shard: tuple[int, int] = (0, 1)) -> dict[str, Any]:
-    """Simulate every environment (files already valid for the same config and seed are reused)."""
+    """Simulate every environment (files already valid for the same config and seed are reused).
+
+    No lock: every file is written under a unique temporary name and renamed when complete, so
+    concurrent runs (or shards) in one directory at worst simulate an environment twice.
+    """
     s = simulate_dataset(
         run.cfg["system"],
         run.layout.data_dir,
@@ -437,11 +440,6 @@ def with_seed(run: Run, k: int) -> Run:
         cfg["generator"][part]["seed"] += k
     layout = dataclasses.replace(run.layout, variant=f"seed_{k}" if k else "")
     return Run(cfg, layout, run.device, run.progress, run.run_dir / f"seed_{k}")
-
-
-@contextmanager
-def _no_lock():
-    yield
 
 
 def _stopwatch(timings: dict[str, float]) -> Callable[[str], None]:
