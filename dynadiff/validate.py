@@ -168,6 +168,8 @@ def _zoo(c: _Checker) -> None:
     for ref in ("one_per_env", "one_for_all", "camel"):
         _training(c, f"baselines.{ref}")
     c.choice("baselines.one_per_env.init", ("base", "scratch"))
+    c.int_min("baselines.one_per_env.plateau_every", 0)
+    c.int_min("baselines.one_per_env.plateau_patience", 1)
     c.int_min("baselines.camel.rank", 1)
     c.non_negative("baselines.camel.ridge")
     c.check(

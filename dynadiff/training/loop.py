@@ -32,6 +32,10 @@ class LoopConfig:
         schedule: ``"constant"`` or ``"cosine"`` (linear warm-up over ``warmup`` steps, then cosine to 0).
         log_every, ckpt_every: logging and checkpoint periods in steps (checkpoints need ``checkpoint``).
         tensorboard: also log to TensorBoard.
+        plateau_every, plateau_patience: with ``plateau_every > 0`` and a ``validate`` function, the
+            validation loss is measured every ``plateau_every`` steps; training stops when it has not
+            improved for ``plateau_patience`` measurements, and the best weights are kept (``steps``
+            is then the budget; the schedule still spans it).
     """
 
     steps: int
@@ -43,6 +47,8 @@ class LoopConfig:
     log_every: int = 50
     ckpt_every: int = 250
     tensorboard: bool = False
+    plateau_every: int = 0
+    plateau_patience: int = 5
 
     @classmethod
     def from_section(cls, cfg: Mapping[str, Any], schedule: str) -> LoopConfig:
@@ -85,6 +91,7 @@ def train(
     key: Any = None,
     log_dir: str | Path | None = None,
     desc: str | None = None,
+    validate: Callable[[], float] | None = None,
 ) -> dict[str, Any]:
     """Optimise ``model``'s parameters on ``loss_fn(step) -> {"loss": total, **terms}``.
 
@@ -100,9 +107,11 @@ def train(
             under another key is not resumed: the run starts afresh and overwrites it.
         log_dir: where ``metrics.csv``/``metrics.jsonl`` go (``None``: no files).
         desc: progress-bar label (``None``: no bar).
+        validate: returns the validation loss, for stopping at a plateau (``cfg.plateau_every``).
 
     Returns:
-        ``{"losses": [total loss per step run now], "start": first step run now}``.
+        ``{"losses": [total loss per step run now], "start": first step run now, "steps": the step
+        count reached, "best_step": the step whose weights were kept (plateau stopping only)}``.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -130,6 +139,8 @@ def train(
         total=cfg.steps,
         leave=False,
     )
+    plateau = _Plateau(model, validate, cfg) if cfg.plateau_every and validate is not None else None
+    steps = start
     for step in bar:
         terms = loss_fn(step)
         loss = terms["loss"]
@@ -159,8 +170,49 @@ def train(
                     "rng": {"torch": torch.get_rng_state(), "generator": generator.get_state()},
                 },
             )
+        steps = step + 1
+        if (
+            plateau is not None
+            and ((step + 1) % cfg.plateau_every == 0 or last)
+            and plateau.stop(step + 1)
+        ):
+            break
+    if plateau is not None:
+        plateau.restore()
     model.eval()
-    return {"losses": losses, "start": start}
+    return {
+        "losses": losses,
+        "start": start,
+        "steps": steps,
+        "best_step": plateau.best_step if plateau is not None else steps,
+    }
+
+
+class _Plateau:
+    """Keeps the weights of the best validation loss; says when it stopped improving."""
+
+    def __init__(self, model: nn.Module, validate: Callable[[], float], cfg: LoopConfig):
+        self.model, self.validate, self.patience = model, validate, cfg.plateau_patience
+        self.best, self.best_step, self.best_state, self.bad = math.inf, 0, None, 0
+
+    def stop(self, step: int) -> bool:
+        self.model.eval()
+        value = self.validate()
+        self.model.train()
+        if value < self.best:
+            self.best, self.best_step, self.bad = value, step, 0
+            self.best_state = {
+                k: v.detach().clone()
+                for k, v in self.model.state_dict().items()
+                if isinstance(v, Tensor)
+            }
+        else:
+            self.bad += 1
+        return self.bad >= self.patience
+
+    def restore(self) -> None:
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state, strict=False)
 
 
 def _resumable(path: str | Path | None, key: Any) -> dict[str, Any] | None:

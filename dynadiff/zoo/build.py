@@ -101,25 +101,30 @@ class ZooBuilder:
         desc: str | None = None,
     ) -> dict[str, float]:
         """Fit ``net`` on the one-step pairs of ``envs`` (cosine schedule); returns its metrics."""
-        data = self.pairs(envs, "fit")
+        data, val = self.pairs(envs, "fit"), self.pairs(envs, "val")
+        loop = LoopConfig.from_section(train_cfg, "cosine")
         t = time.perf_counter()
-        losses = fit(
+        out = fit(
             net,
             data,
-            LoopConfig.from_section(train_cfg, "cosine"),
+            loop,
             batch_size=train_cfg["batch_size"],
             residual=self.residual,
             seed=seed,
             desc=desc if self.progress else None,
             device=self.device,
+            val=val if loop.plateau_every else None,
         )
         seconds = time.perf_counter() - t
+        losses = out["losses"]
         return {
             "train_loss": float(np.mean(losses[-max(1, len(losses) // 10) :])),
-            "val_loss": one_step_mse(net, self.pairs(envs, "val"), self.residual),
+            "val_loss": one_step_mse(net, val, self.residual),
             "test_loss": one_step_mse(net, self.pairs(envs, "test"), self.residual),
             "train_seconds": seconds,
-            "samples_per_s": train_cfg["steps"] * min(train_cfg["batch_size"], len(data)) / seconds,
+            "samples_per_s": out["steps"] * min(train_cfg["batch_size"], len(data)) / seconds,
+            "steps": out["steps"],
+            "best_step": out["best_step"],
         }
 
     def _meta(self, kind: str, **kw) -> dict[str, Any]:

@@ -32,12 +32,15 @@ def fit(
     seed: int,
     desc: str | None = None,
     device: torch.device | str | None = None,
-) -> list[float]:
+    val: Pairs | None = None,
+) -> dict:
     """One-step MSE of ``advance(net, x)`` against ``y``; returns the loss of every step.
 
     ``cfg``: the optimisation (the zoo uses a cosine schedule with warm-up); ``desc``: show a progress
     bar with this label; ``device``: train there (the pairs stay in host memory; batches are moved),
-    then move ``net`` back. Stops with an error naming the step on NaN/Inf.
+    then move ``net`` back. Stops with an error naming the step on NaN/Inf. ``val``: validation pairs
+    for stopping at a plateau (``cfg.plateau_every > 0``). Returns the loop's summary (``losses``,
+    ``steps``, ``best_step``).
     """
     home = next(net.parameters()).device
     device = torch.device(device) if device is not None else home
@@ -50,9 +53,10 @@ def fit(
         x, y = data.x[idx].to(device, non_blocking=True), data.y[idx].to(device, non_blocking=True)
         return {"loss": torch.mean((advance(net, x, residual) - y) ** 2)}
 
-    losses = train(net, loss_fn, cfg, g, desc=desc)["losses"]
+    validate = (lambda: one_step_mse(net, val, residual)) if val is not None else None
+    out = train(net, loss_fn, cfg, g, desc=desc, validate=validate)
     net.to(home)
-    return losses
+    return out
 
 
 @torch.no_grad()
@@ -60,8 +64,9 @@ def one_step_mse(net: nn.Module, data: Pairs, residual: bool, batch_size: int = 
     if len(data) == 0:
         return float("nan")
     net.eval()
+    device = next(net.parameters()).device
     total = 0.0
     for i in range(0, len(data), batch_size):
-        pred = advance(net, data.x[i : i + batch_size], residual)
-        total += torch.sum((pred - data.y[i : i + batch_size]) ** 2).item()
+        x, y = data.x[i : i + batch_size].to(device), data.y[i : i + batch_size].to(device)
+        total += torch.sum((advance(net, x, residual) - y) ** 2).item()
     return total / data.y.numel()

@@ -242,3 +242,29 @@ def test_demo_tiny_trains_on_cuda(tmp_path, monkeypatch, capsys):
     )
     future = model.predict(torch.randn(10, 2, 16, 16), horizon=3, steps=5, seed=0)
     assert future.is_cuda and torch.isfinite(future).all()
+
+
+def test_training_stops_at_a_validation_plateau_and_keeps_the_best_weights():
+    from dynadiff.training.loop import LoopConfig, train
+
+    torch.manual_seed(0)
+    net = torch.nn.Linear(2, 1)
+    x, y = torch.randn(32, 2), torch.randn(32, 1)
+    curve, seen = iter([3.0, 2.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]), []
+
+    def validate():
+        seen.append(net.weight.detach().clone())
+        return next(curve)
+
+    cfg = LoopConfig(steps=1000, lr=1e-2, plateau_every=10, plateau_patience=3)
+    out = train(
+        net,
+        lambda s: {"loss": ((net(x) - y) ** 2).mean()},
+        cfg,
+        torch.Generator(),
+        validate=validate,
+    )
+    assert (
+        out["best_step"] == 30 and out["steps"] == 60
+    )  # best at the 3rd check, 3 checks without gain
+    assert torch.equal(net.weight, seen[2])  # the weights of the best check, not the last step

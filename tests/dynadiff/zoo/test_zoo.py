@@ -139,3 +139,13 @@ def test_killed_zoo_build_resumes_without_duplicates_or_corruption(data_dir, tmp
     keys = set(b.new_expert().state_dict()) - {"_metadata"}
     assert all(is_complete(p, keys) for p in experts)
     assert len(ZooArchive(consolidate(experts, root / "zoo.h5"))) == 6
+
+
+def test_one_per_env_can_train_until_its_validation_loss_stops_improving(data_dir, tmp_path):
+    cfg = resolved()
+    cfg["baselines"]["one_per_env"].update(steps=200, plateau_every=2, plateau_patience=2)
+    b = builder(cfg, data_dir, tmp_path)
+    b.one_per_env()
+    for e in range(4):
+        metrics = json.loads((b.layout.one_per_env(e) / "config.json").read_text())["metrics"]
+        assert metrics["best_step"] <= metrics["steps"] <= 200 and metrics["steps"] % 2 == 0
