@@ -153,14 +153,18 @@ def save_figures(
     traj = data.trajectories(env, "test", normalized=True)[:1]
     if traj.dim() != 5:
         return
-    horizon, obs_len = results["horizon"], results["obs_len"]
+    horizon, obs_len, start = (
+        results["horizon"],
+        results["obs_len"],
+        results.get("rollout_start", 0),
+    )
     preds = {
-        name: rollout(adapt(env, traj[0, :obs_len]), traj[:, 0], horizon)[0]
+        name: rollout(adapt(env, traj[0, :obs_len]), traj[:, start], horizon)[0]
         for name, adapt in methods.items()
     }
     label = ", ".join(f"{k}={v:.3g}" for k, v in m.environments[env].items())
     rollout_figure(
-        traj[0, 1 : horizon + 1],
+        traj[0, start + 1 : start + horizon + 1],
         preds,
         out / "rollout.png",
         title=f"environment {env} ({label}, {m.split_of(env)})",

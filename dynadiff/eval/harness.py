@@ -50,6 +50,7 @@ def evaluate(
     max_traj: int | None = None,
     progress: bool = True,
     references: bool = True,
+    after_observations: bool = False,
 ) -> dict[str, Any]:
     """Score every method on every environment of each domain (normalised fields).
 
@@ -63,6 +64,10 @@ def evaluate(
         references: also score the trivial ``persistence`` (the initial frame held) and
             ``climatology`` (the mean field, 0 in normalised units) forecasts, so that the numbers of
             a chaotic system can be read against what needs no model.
+        after_observations: roll out from the last observed frame ``L - 1`` of trajectory 0 (and of
+            every test trajectory), so that no method has seen the frames it is scored on; the
+            default rolls out from frame 0, so methods that fit the observations have seen the
+            first ``L - 1`` target frames of trajectory 0.
 
     Returns:
         ``{"methods": {m: {domain: summary}}, "timing": {m: {...}}, "horizon": ..., ...}``.
@@ -83,15 +88,16 @@ def evaluate(
         traj = data.trajectories(e, "test", normalized=True)
         if max_traj:
             traj = traj[:max_traj]
-        h = min(horizon, traj.shape[1] - 1)
+        start = obs_len - 1 if after_observations else 0
+        h = min(horizon, traj.shape[1] - 1 - start)
         used_horizon = min(used_horizon, h)
         obs = traj[0, :obs_len]
-        truth = traj[:, 1 : h + 1]
+        truth = traj[:, start + 1 : start + h + 1]
         for name, adapt in methods.items():
             t0 = time.perf_counter()
             predictor = adapt(e, obs)
             t1 = time.perf_counter()
-            pred = rollout(predictor, traj[:, 0], h)
+            pred = rollout(predictor, traj[:, start], h)
             t2 = time.perf_counter()
             adapt_s[name].append(t1 - t0)
             steps[name].append(int(getattr(adapt, "grad_steps", 0)))
@@ -102,6 +108,7 @@ def evaluate(
         "timing": {},
         "horizon": used_horizon,
         "obs_len": obs_len,
+        "rollout_start": obs_len - 1 if after_observations else 0,
         "env_params": m.env_params,
         "environments": m.environments,
         "seen": m.seen,

@@ -301,6 +301,7 @@ def evaluate(
         obs_len=int(ecfg["obs_len"]),
         max_traj=ecfg["max_traj"],
         progress=run.progress,
+        after_observations=ecfg["after_observations"],
     )
     results["run"] = {
         "system": run.cfg["system"]["name"],

@@ -148,3 +148,28 @@ def test_report_gathers_runs_into_one_table(tmp_path, capsys):
     summary = json.loads((tmp_path / "report.json").read_text())
     assert summary["lambda_omega/small"]["gap_closure"][0] == pytest.approx(0.85)
     assert (tmp_path / "report.png").exists()
+
+
+def test_rollouts_can_start_after_the_observed_frames(tmp_path):
+    from dynadiff.eval.harness import evaluate
+    from tests.dynadiff.util import tiny_dataset, tiny_layout
+
+    data = tiny_dataset(tiny_layout(tmp_path))
+    seen = {}
+
+    def memorise(env, obs):  # a method that replays what it observed, then holds the last frame
+        frames = list(obs[1:])
+        seen[env] = len(frames)
+        return lambda x: frames.pop(0).expand_as(x) if frames else x
+
+    kw = {"horizon": 4, "obs_len": 4, "progress": False, "references": False}
+    overlap = evaluate({"memorise": memorise}, data, **kw)
+    clean = evaluate({"memorise": memorise}, data, after_observations=True, **kw)
+    e = str(data.manifest.unseen[0])
+    # from frame 0 the replayed observations are the truth of the first 3 steps; from frame L - 1 they are not
+    first = overlap["methods"]["memorise"]["out_domain"]["per_env"][e]
+    assert overlap["rollout_start"] == 0 and clean["rollout_start"] == 3
+    assert first["rmse"] < clean["methods"]["memorise"]["out_domain"]["per_env"][e]["rmse"]
+    assert overlap["methods"]["memorise"]["out_domain"]["rmse_per_step"][0] == pytest.approx(
+        0.0, abs=1e-6
+    )
