@@ -9,6 +9,7 @@
 True
 """
 
+from .canonical import canonicalize, permutation_classes, permute
 from .convert import compile_layout, from_module, rebuild, to_module, to_state_dict
 from .errors import ArchitectureMismatchError, TraceError, UnsupportedLayerError, WeightGraphError
 from .graph import WeightGraph
@@ -23,6 +24,9 @@ __all__ = [
     "to_module",
     "compile_layout",
     "rebuild",
+    "canonicalize",
+    "permute",
+    "permutation_classes",
     "WeightGraph",
     "GraphLayout",
     "NodeTypeSpec",
