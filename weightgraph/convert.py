@@ -18,7 +18,7 @@ from .graph import WeightGraph
 from .handlers import LayerDef, NodeGroup, find_handler, qualname
 from .handlers.generic import infer_axes
 from .layout import Block, GraphLayout, NodeTypeSpec, feature_dtype
-from .trace import capture
+from .trace import capture, innermost_layer
 
 
 def compile_layout(
@@ -101,6 +101,13 @@ def compile_layout(
         for n in found:
             for user in n.users:
                 cap.owner.setdefault(user, owner_path)
+    # every op executed inside a generic layer belongs to it (FFTs, slicing, slice assignment, ...),
+    # so that its parameter ops form one call whose output can be merged with a parallel skip
+    for n in cap.graph.nodes:
+        if n.op in ("call_function", "call_method") and n not in cap.owner:
+            path = innermost_layer(n, set(generic))
+            if path is not None:
+                cap.owner[n] = path
     for path, blocks in generic.items():
         counts = {b.num_nodes for b in blocks}
         if len(counts) != 1:

@@ -60,7 +60,7 @@ class Call:
 
     def add_inputs(self, srcs: tuple[int, ...]) -> None:
         for s in srcs:
-            if s not in self.in_srcs:
+            if s not in self.in_srcs and s != self.id:  # a layer's own values are not its inputs
                 self.in_srcs.append(s)
 
 

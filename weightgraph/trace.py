@@ -44,7 +44,7 @@ def _stack_paths(node: fx.Node) -> list[str]:
     return out
 
 
-def _innermost_layer(node: fx.Node, layer_paths: set[str]) -> str | None:
+def innermost_layer(node: fx.Node, layer_paths: set[str]) -> str | None:
     for path in reversed(_stack_paths(node)):
         if path in layer_paths:
             return path
@@ -115,7 +115,7 @@ def _capture_fx(module: nn.Module, handled: set[str]) -> Capture:
         elif n.op == "call_module" and n.target in handled:
             cap.owner[n] = n.target
         elif n.op in ("call_function", "call_method"):
-            path = _innermost_layer(n, handled)
+            path = innermost_layer(n, handled)
             if path is not None:
                 cap.owner[n] = path
     return cap
@@ -133,7 +133,7 @@ def _capture_export(module: nn.Module, handled: set[str], args: tuple) -> Captur
             elif n.name in sig.user_inputs:
                 cap.inputs.append(n)
         elif n.op == "call_function":
-            path = _innermost_layer(n, handled)
+            path = innermost_layer(n, handled)
             if path is not None:
                 cap.owner[n] = path
     return cap
