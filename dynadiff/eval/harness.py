@@ -293,6 +293,10 @@ def summary_lines(results: Mapping[str, Any]) -> list[str]:
             f"generation: {results['timing']['dynadiff']['adapt_s_mean']:.3f} s per expert "
             f"({results['ddim_steps']} DDIM steps)"
         )
+    if results.get("identifiability"):
+        from .identifiability import summary
+
+        lines += summary(results["identifiability"])
     stages = results.get("timing", {}).get("stages_s")
     if stages:
         lines.append("stage seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in stages.items()))

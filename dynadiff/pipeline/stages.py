@@ -30,6 +30,7 @@ from ..eval.diagnostics import prompt_env_mae
 from ..eval.figures import save_figures
 from ..eval.harness import evaluate as run_harness
 from ..eval.harness import markdown_table, save_results, summary_lines
+from ..eval.identifiability import identifiability
 from ..generate import DynaDiff
 from ..io import (
     clean_temporaries,
@@ -315,6 +316,7 @@ def evaluate(
     results["ddim_steps"] = sample["ddim_steps"]
     results["vae"] = model.meta.get("vae_metrics")
     results["prompt_env_mae"] = prompt_env_mae(model, data, int(ecfg["obs_len"]))
+    results["identifiability"] = identifiability(data, int(ecfg["obs_len"]))
     results["timing"]["stages_s"] = {**(timings or {}), "evaluate": time.perf_counter() - t}
     save_results(results, run.run_dir)
     save_figures(results, methods, data, run.run_dir)

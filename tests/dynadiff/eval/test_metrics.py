@@ -173,3 +173,17 @@ def test_rollouts_can_start_after_the_observed_frames(tmp_path):
     assert overlap["methods"]["memorise"]["out_domain"]["rmse_per_step"][0] == pytest.approx(
         0.0, abs=1e-6
     )
+
+
+def test_identifiability_reads_beta_from_the_propagator_and_not_from_one_frame(tmp_path):
+    from dynadiff.eval.identifiability import identifiability, summary
+    from tests.dynadiff.util import tiny_dataset, tiny_layout
+
+    data = tiny_dataset(tiny_layout(tmp_path))
+    r = identifiability(data, obs_len=10, stride=2)
+    assert r["params"] == ["beta"] and set(r["8 + propagator"]) == {"in_domain", "out_domain"}
+    # the rotation rate beta is in the one-step channel map: far below guessing the mean
+    assert r["8 + propagator"]["in_domain"][0] < 0.5 * r["mean_baseline"]["in_domain"][0]
+    one = identifiability(data, obs_len=1, stride=2)  # one frame: no propagator, no trend
+    assert one["8 + propagator"]["in_domain"] == pytest.approx(one["paper 8"]["in_domain"])
+    assert "8 + propagator" in "\n".join(summary(r))
