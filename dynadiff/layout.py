@@ -88,6 +88,10 @@ class ArtifactLayout:
         return self.zoo_dir / "baselines" / "camel"
 
     @property
+    def coda(self) -> Path:
+        return self.zoo_dir / "baselines" / "coda"
+
+    @property
     def archive(self) -> Path:
         return self.zoo_dir / "zoo.h5"
 

@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..baselines.camel import ContextAffineExpert, camel_method, init_from_base
+from ..baselines.coda import CoDAExpert, coda_method, train_coda
 from ..baselines.finetune import finetune_on_observations
 from ..data.dataset import Dataset
 from ..io import clean_temporaries, digest
@@ -30,7 +31,7 @@ from .train import Pairs, fit, one_step_mse
 Predictor = Callable[[torch.Tensor], torch.Tensor]
 Method = Callable[[int, torch.Tensor], Predictor]
 TRAINED = ("not_adaptive", "one_per_env", "one_for_all")  # the references the zoo trains itself
-REFERENCES = (*TRAINED, "finetune_obs", "camel")
+REFERENCES = (*TRAINED, "finetune_obs", "camel", "coda")
 
 
 def job_seed(*parts: int) -> int:
@@ -76,7 +77,7 @@ class ZooBuilder:
                 **{k: v for k, v in zc.items() if k not in ("n_experts", "pretrain")},
             }
         )
-        for ref in ("one_per_env", "one_for_all", "camel"):
+        for ref in ("one_per_env", "one_for_all", "camel", "coda"):
             self.keys[ref] = digest({"base": self.keys["base"], ref: cfg["baselines"][ref]})
 
     # ------------------------------------------------------------------ data
@@ -318,6 +319,26 @@ class ZooBuilder:
             )
         return load_into(model, self.layout.camel).eval()
 
+    def coda(self) -> CoDAExpert:
+        """The CoDA expert: shared weights from the base, a linear hypernetwork over all of them and a
+        context per seen environment, trained jointly."""
+        bc = self.cfg["baselines"]["coda"]
+        envs, seed = self.manifest.seen, job_seed(self.cfg["zoo"]["seed"], 13)
+        torch.manual_seed(seed)
+        model = CoDAExpert(self.base(), len(envs), bc["context_dim"], self.residual)
+        if not is_complete(self.layout.coda, set(tensor_state(model)), self.keys["coda"]):
+            t0 = time.perf_counter()
+            parts = [self.pairs([e], "fit") for e in envs]
+            losses = train_coda(
+                model, [(p.x, p.y) for p in parts], bc, seed, desc="coda" if self.progress else None
+            )
+            metrics = {
+                "train_loss": float(np.mean(losses[-max(1, len(losses) // 10) :])),
+                "train_seconds": time.perf_counter() - t0,
+            }
+            save_checkpoint(self.layout.coda, model, self._meta("coda", envs=envs, metrics=metrics))
+        return load_into(model, self.layout.coda).eval()
+
     # ------------------------------------------------------------------ references as harness methods
     def predictor(self, net: torch.nn.Module) -> Predictor:
         net.eval()
@@ -356,6 +377,8 @@ class ZooBuilder:
                 )
         if "camel" in which:
             methods["camel"] = camel_method(self.camel(), self.cfg["baselines"]["camel"])
+        if "coda" in which:
+            methods["coda"] = coda_method(self.coda(), self.cfg["baselines"]["coda"])
         if "one_per_env" in which:
             methods["one_per_env"] = one_per_env
         if "one_for_all" in which:

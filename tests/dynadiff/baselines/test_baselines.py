@@ -109,13 +109,41 @@ def test_baselines_run_through_the_harness(tmp_path):
     run = Run(cfg, ArtifactLayout.from_config(cfg), progress=False)
     tiny_dataset(run.layout)
     data = Dataset(run.layout.data_dir)
-    _, builder = zoo(run, data, ["camel"])
-    methods = builder.methods(("not_adaptive", "finetune_obs", "camel"))
-    assert set(methods) == {"not_adaptive", "finetune_obs_5", "camel"}
+    _, builder = zoo(run, data, ["camel", "coda"])
+    methods = builder.methods(("not_adaptive", "finetune_obs", "camel", "coda"))
+    assert set(methods) == {"not_adaptive", "finetune_obs_5", "camel", "coda"}
     results = evaluate(methods, data, horizon=5, obs_len=10, progress=False)
     timing = results["timing"]
     assert timing["finetune_obs_5"]["grad_steps"] == 5 and timing["camel"]["grad_steps"] == 0
     assert timing["camel"]["trainable_params"] == 2 * cfg["baselines"]["camel"]["rank"]
+    assert timing["coda"]["grad_steps"] == 5 and timing["coda"]["trainable_params"] == 2
     for name in methods:
         assert results["methods"][name]["out_domain"]["diverged"] == 0
     assert "| camel |" in markdown_table(results)
+
+
+def test_coda_recovers_a_context_and_adapts_only_the_context():
+    from dynadiff.baselines.coda import CoDAExpert, coda_method
+
+    torch.manual_seed(0)
+    base = torch.nn.Linear(3, 3, bias=False)
+    model = CoDAExpert(base, num_envs=3, context_dim=1, residual=True)
+    x = torch.randn(5, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(model.step(x, torch.zeros(1)), x + base(x))  # xi = 0: the base
+        model.W.copy_(0.1 * torch.randn_like(model.W))
+        model.xi.copy_(torch.tensor([[-1.0], [0.0], [1.0]]))  # training contexts, mean 0
+    xi_true = torch.tensor([0.7])  # the new environment: a context the training ones span linearly
+    obs = [torch.randn(4, 3)]
+    for _ in range(9):
+        with torch.no_grad():
+            obs.append(model.step(obs[-1], xi_true))
+    obs = torch.stack(obs)  # (L, 4 states, 3)
+    before = copy.deepcopy(model.state_dict())
+    adapt = coda_method(model, {"adapt_steps": 300, "adapt_lr": 0.05})
+    predictor = adapt(0, obs)
+    torch.testing.assert_close(predictor(obs[4]), obs[5], atol=1e-4, rtol=0)
+    assert adapt.grad_steps == 300 and adapt.trainable == 1
+    assert all(
+        torch.equal(before[k], v) for k, v in model.state_dict().items()
+    )  # theta, W, xi untouched
