@@ -82,12 +82,15 @@ class DynaDiff(nn.Module):
     def load(cls, path: str | Path) -> DynaDiff:
         """Rebuild from ``dynadiff.pt`` (read with ``weights_only=True``: loading never executes code)."""
         s = load_torch(path)
-        if s.get("format") != FORMAT or s.get("version") != VERSION:
+        if s.get("format") != FORMAT:
             raise CheckpointError(
-                f"{path}: not a DynaDiff checkpoint of format version {VERSION} (found "
-                f"{s.get('format')!r} version {s.get('version')!r}); checkpoints written before "
-                "dynadiff 0.2 are not read: regenerate it with `dynadiff stage=dit` (the data, "
-                "zoo and VAE are reused)"
+                f"{path}: not a DynaDiff model file (no format tag {FORMAT!r}; keys: {sorted(s)[:6]}). "
+                "A dynadiff.pt written before dynadiff 0.2 is not read: regenerate it with "
+                "`dynadiff stage=dit` (the data, zoo and VAE are reused)"
+            )
+        if s.get("version") != VERSION:
+            raise CheckpointError(
+                f"{path}: DynaDiff format version {s.get('version')!r}, this code reads {VERSION}"
             )
         model = cls(DynaDiffConfig.from_dict(s["config"]))
         model.load_state_dict(s["state"])

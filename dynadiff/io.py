@@ -90,7 +90,7 @@ def load_torch(path: str | Path) -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - every failure becomes one named error
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
         raise CheckpointError(
             f"{path}: not a checkpoint that can be loaded safely (weights only): {first}"
         ) from None

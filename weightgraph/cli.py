@@ -93,9 +93,9 @@ def load_checkpoint(path: Path, unsafe: bool = False) -> object:
         with torch.serialization.safe_globals(SAFE_GLOBALS + _neuralop_modules(path)):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - one named error for every way a file can fail
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        first = (str(e).strip().splitlines() or [""])[0]
         raise WeightGraphError(
-            f"{path}: cannot be read as weights only ({first}). A file that holds a pickled module "
+            f"{path}: cannot be read as weights only ({type(e).__name__}: {first}). A file that holds a pickled module "
             "needs --unsafe-load, which executes code stored in the file: use it only for files "
             "you trust, or save a state dict / safetensors instead"
         ) from None

@@ -56,12 +56,3 @@ def finetune_on_observations(
     adapt.grad_steps = 0  # the steps of the last call (0 with a single frame)
     adapt.trainable = sum(p.numel() * (2 if p.is_complex() else 1) for p in base.parameters())
     return adapt
-
-
-@torch.no_grad()
-def parameters_equal(a: nn.Module, b: nn.Module) -> bool:
-    """Every parameter and buffer bit-identical (a test helper for 'updates only what it says')."""
-    sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(
-        torch.equal(sa[k], sb[k]) for k in sa if isinstance(sa[k], torch.Tensor)
-    )

@@ -11,11 +11,19 @@ from dynadiff.baselines.camel import (
     init_from_base,
     solve_coefficients,
 )
-from dynadiff.baselines.finetune import finetune_on_observations, parameters_equal
+from dynadiff.baselines.finetune import finetune_on_observations
 from dynadiff.zoo.experts import advance, build_expert
 from tests.dynadiff.util import tiny_config, tiny_dataset
 
 FT = {"lr": 0.05, "weight_decay": 0.0, "grad_clip": None}
+
+
+def parameters_equal(a, b):
+    """Every parameter and buffer bit-identical."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(
+        torch.equal(sa[k], sb[k]) for k in sa if isinstance(sa[k], torch.Tensor)
+    )
 
 
 def test_camel_solves_a_context_that_is_linear_in_the_environment_parameter():
