@@ -92,6 +92,10 @@ class ArtifactLayout:
         return self.zoo_dir / "baselines" / "coda"
 
     @property
+    def geps(self) -> Path:
+        return self.zoo_dir / "baselines" / "geps"
+
+    @property
     def archive(self) -> Path:
         return self.zoo_dir / "zoo.h5"
 

@@ -165,17 +165,18 @@ def _zoo(c: _Checker) -> None:
     for part in ("pretrain", "finetune", "scratch"):
         _training(c, f"zoo.{part}")
         c.int_min(f"zoo.{part}.warmup", 0)
-    for ref in ("one_per_env", "one_for_all", "camel", "coda"):
+    for ref in ("one_per_env", "one_for_all", "camel", "coda", "geps"):
         _training(c, f"baselines.{ref}")
     c.choice("baselines.one_per_env.init", ("base", "scratch"))
     c.int_min("baselines.one_per_env.plateau_every", 0)
     c.int_min("baselines.one_per_env.plateau_patience", 1)
     c.int_min("baselines.camel.rank", 1)
-    c.int_min("baselines.coda.context_dim", 1)
-    c.int_min("baselines.coda.adapt_steps", 0)
-    c.positive("baselines.coda.adapt_lr")
-    for k in ("l12", "l2c"):
-        c.non_negative(f"baselines.coda.{k}")
+    for ref in ("coda", "geps"):
+        c.int_min(f"baselines.{ref}.context_dim", 1)
+        c.int_min(f"baselines.{ref}.adapt_steps", 0)
+        c.positive(f"baselines.{ref}.adapt_lr")
+        c.non_negative(f"baselines.{ref}.l2c")
+    c.non_negative("baselines.coda.l12")
     c.non_negative("baselines.camel.ridge")
     c.check(
         "baselines.finetune_obs.steps",

@@ -124,7 +124,7 @@ def zoo(run: Run, data: Dataset, references: list[str]) -> tuple[ZooArchive, Zoo
     """Base, experts and the references that are trained (``one_per_env``, ``one_for_all``), then the
     consolidated archive ``zoo.h5``."""
     builder = zoo_builder(run, data)
-    trained_refs = sorted(set(references) & {"one_per_env", "one_for_all", "camel", "coda"})
+    trained_refs = sorted(set(references) & {"one_per_env", "one_for_all", "camel", "coda", "geps"})
     key = digest(
         {
             "experts": builder.keys["expert"],
@@ -150,8 +150,9 @@ def _build_zoo(run: Run, builder: ZooBuilder, trained_refs: list[str], key: str)
         builder.one_for_all()
     if "camel" in trained_refs:
         builder.camel()
-    if "coda" in trained_refs:
-        builder.coda()
+    for method in ("coda", "geps"):
+        if method in trained_refs:
+            builder.context_expert(method)
     consolidate_zoo(run, builder, key)
 
 

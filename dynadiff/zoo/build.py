@@ -17,8 +17,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ..baselines.camel import ContextAffineExpert, camel_method, init_from_base
-from ..baselines.coda import CoDAExpert, coda_method, train_coda
+from ..baselines.coda import CoDAExpert
+from ..baselines.context import ContextExpert, context_method, train_context_expert
 from ..baselines.finetune import finetune_on_observations
+from ..baselines.geps import GEPSExpert
 from ..data.dataset import Dataset
 from ..io import clean_temporaries, digest
 from ..layout import ArtifactLayout
@@ -31,7 +33,11 @@ from .train import Pairs, fit, one_step_mse
 Predictor = Callable[[torch.Tensor], torch.Tensor]
 Method = Callable[[int, torch.Tensor], Predictor]
 TRAINED = ("not_adaptive", "one_per_env", "one_for_all")  # the references the zoo trains itself
-REFERENCES = (*TRAINED, "finetune_obs", "camel", "coda")
+CONTEXT = ("coda", "geps")  # context meta-learners (shared weights + a context fitted at test time)
+REFERENCES = (*TRAINED, "finetune_obs", "camel", *CONTEXT)
+
+
+CONTEXT_SEEDS = {"coda": 13, "geps": 14}  # job_seed parts: every trained model draws its own stream
 
 
 def job_seed(*parts: int) -> int:
@@ -77,7 +83,7 @@ class ZooBuilder:
                 **{k: v for k, v in zc.items() if k not in ("n_experts", "pretrain")},
             }
         )
-        for ref in ("one_per_env", "one_for_all", "camel", "coda"):
+        for ref in ("one_per_env", "one_for_all", "camel", *CONTEXT):
             self.keys[ref] = digest({"base": self.keys["base"], ref: cfg["baselines"][ref]})
 
     # ------------------------------------------------------------------ data
@@ -319,25 +325,28 @@ class ZooBuilder:
             )
         return load_into(model, self.layout.camel).eval()
 
-    def coda(self) -> CoDAExpert:
-        """The CoDA expert: shared weights from the base, a linear hypernetwork over all of them and a
-        context per seen environment, trained jointly."""
-        bc = self.cfg["baselines"]["coda"]
-        envs, seed = self.manifest.seen, job_seed(self.cfg["zoo"]["seed"], 13)
+    def context_expert(self, method: str) -> ContextExpert:
+        """A context meta-learner (``coda`` or ``geps``): shared weights from the base plus a context
+        per seen environment, trained jointly on their pairs."""
+        bc = self.cfg["baselines"][method]
+        envs, seed = self.manifest.seen, job_seed(self.cfg["zoo"]["seed"], CONTEXT_SEEDS[method])
         torch.manual_seed(seed)
-        model = CoDAExpert(self.base(), len(envs), bc["context_dim"], self.residual)
-        if not is_complete(self.layout.coda, set(tensor_state(model)), self.keys["coda"]):
+        kind = {"coda": CoDAExpert, "geps": GEPSExpert}[method]
+        model = kind(self.base(), len(envs), bc["context_dim"], self.residual)
+        path = getattr(self.layout, method)
+        if not is_complete(path, set(tensor_state(model)), self.keys[method]):
             t0 = time.perf_counter()
             parts = [self.pairs([e], "fit") for e in envs]
-            losses = train_coda(
-                model, [(p.x, p.y) for p in parts], bc, seed, desc="coda" if self.progress else None
+            pairs = [(p.x, p.y) for p in parts]
+            losses = train_context_expert(
+                model, pairs, bc, seed, desc=method if self.progress else None
             )
             metrics = {
                 "train_loss": float(np.mean(losses[-max(1, len(losses) // 10) :])),
                 "train_seconds": time.perf_counter() - t0,
             }
-            save_checkpoint(self.layout.coda, model, self._meta("coda", envs=envs, metrics=metrics))
-        return load_into(model, self.layout.coda).eval()
+            save_checkpoint(path, model, self._meta(method, envs=envs, metrics=metrics))
+        return load_into(model, path).eval()
 
     # ------------------------------------------------------------------ references as harness methods
     def predictor(self, net: torch.nn.Module) -> Predictor:
@@ -348,7 +357,8 @@ class ZooBuilder:
         """The references as harness methods ``adapt(env, observations) -> predictor``:
         ``not_adaptive`` (the base), ``one_per_env`` (upper bound), ``one_for_all`` (these ignore the
         observations), ``finetune_obs`` (one method ``finetune_obs_<steps>`` per budget in
-        ``baselines.finetune_obs.steps``) and ``camel`` (these adapt to the observations)."""
+        ``baselines.finetune_obs.steps``), ``camel``, ``coda`` and ``geps`` (these adapt to the
+        observations)."""
         unknown = sorted(set(which) - set(REFERENCES))
         if unknown:
             raise ValueError(f"unknown reference methods {unknown}; choose from {list(REFERENCES)}")
@@ -377,8 +387,11 @@ class ZooBuilder:
                 )
         if "camel" in which:
             methods["camel"] = camel_method(self.camel(), self.cfg["baselines"]["camel"])
-        if "coda" in which:
-            methods["coda"] = coda_method(self.coda(), self.cfg["baselines"]["coda"])
+        for method in CONTEXT:
+            if method in which:
+                methods[method] = context_method(
+                    self.context_expert(method), self.cfg["baselines"][method]
+                )
         if "one_per_env" in which:
             methods["one_per_env"] = one_per_env
         if "one_for_all" in which:

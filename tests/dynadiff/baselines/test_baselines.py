@@ -117,21 +117,23 @@ def test_baselines_run_through_the_harness(tmp_path):
     run = Run(cfg, ArtifactLayout.from_config(cfg), progress=False)
     tiny_dataset(run.layout)
     data = Dataset(run.layout.data_dir)
-    _, builder = zoo(run, data, ["camel", "coda"])
-    methods = builder.methods(("not_adaptive", "finetune_obs", "camel", "coda"))
-    assert set(methods) == {"not_adaptive", "finetune_obs_5", "camel", "coda"}
+    _, builder = zoo(run, data, ["camel", "coda", "geps"])
+    methods = builder.methods(("not_adaptive", "finetune_obs", "camel", "coda", "geps"))
+    assert set(methods) == {"not_adaptive", "finetune_obs_5", "camel", "coda", "geps"}
     results = evaluate(methods, data, horizon=5, obs_len=10, progress=False)
     timing = results["timing"]
     assert timing["finetune_obs_5"]["grad_steps"] == 5 and timing["camel"]["grad_steps"] == 0
     assert timing["camel"]["trainable_params"] == 2 * cfg["baselines"]["camel"]["rank"]
     assert timing["coda"]["grad_steps"] == 5 and timing["coda"]["trainable_params"] == 2
+    assert timing["geps"]["grad_steps"] == 5 and timing["geps"]["trainable_params"] == 8
     for name in methods:
         assert results["methods"][name]["out_domain"]["diverged"] == 0
     assert "| camel |" in markdown_table(results)
 
 
 def test_coda_recovers_a_context_and_adapts_only_the_context():
-    from dynadiff.baselines.coda import CoDAExpert, coda_method
+    from dynadiff.baselines.coda import CoDAExpert
+    from dynadiff.baselines.context import context_method
 
     torch.manual_seed(0)
     base = torch.nn.Linear(3, 3, bias=False)
@@ -148,10 +150,57 @@ def test_coda_recovers_a_context_and_adapts_only_the_context():
             obs.append(model.step(obs[-1], xi_true))
     obs = torch.stack(obs)  # (L, 4 states, 3)
     before = copy.deepcopy(model.state_dict())
-    adapt = coda_method(model, {"adapt_steps": 300, "adapt_lr": 0.05})
+    adapt = context_method(model, {"adapt_steps": 300, "adapt_lr": 0.05})
     predictor = adapt(0, obs)
     torch.testing.assert_close(predictor(obs[4]), obs[5], atol=1e-4, rtol=0)
     assert adapt.grad_steps == 300 and adapt.trainable == 1
     assert all(
         torch.equal(before[k], v) for k, v in model.state_dict().items()
     )  # theta, W, xi untouched
+
+
+def test_geps_starts_as_the_base_and_corrects_every_weight_with_rank_d():
+    from dynadiff.baselines.geps import GEPSExpert
+
+    torch.manual_seed(0)
+    base = _fno()
+    model = GEPSExpert(base, num_envs=3, context_dim=2, residual=True)
+    x = torch.randn(3, 2, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(model.step(x, torch.zeros(2)), advance(base, x, True))  # c = 0: the base
+        c = torch.tensor([0.3, -0.2])
+        w, w0 = model.weights(c), dict(base.named_parameters())
+    assert w.keys() == w0.keys()
+    for name, p in w0.items():
+        assert p.shape == w[name].shape and p.dtype == w[name].dtype
+        delta = (w[name] - p).detach()
+        if p.dim() >= 2:  # rank <= d = 2 at every remaining index (kernel offset, Fourier mode)
+            m = delta.reshape(p.shape[0], p.shape[1], -1).permute(2, 0, 1)
+            assert int(torch.linalg.matrix_rank(m).max()) <= 2
+        if p.dim() >= 1:
+            assert delta.abs().max() > 0, name  # every weight and bias is adapted
+
+
+def test_geps_recovers_a_context_and_adapts_only_the_context():
+    from dynadiff.baselines.context import context_method
+    from dynadiff.baselines.geps import GEPSExpert
+
+    torch.manual_seed(0)
+    base = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    model = GEPSExpert(base, num_envs=3, context_dim=2, residual=True)
+    with torch.no_grad():
+        model.codes.copy_(torch.tensor([[-1.0, 0.5], [0.0, 0.0], [1.0, -0.5]]))  # mean 0
+    c_true = torch.tensor([0.4, 0.3])  # the new environment's context
+    obs = [torch.randn(6, 3)]
+    for _ in range(9):
+        with torch.no_grad():
+            obs.append(model.step(obs[-1], c_true))
+    obs = torch.stack(obs)  # (L, 6 states, 3)
+    before = copy.deepcopy(model.state_dict())
+    adapt = context_method(model, {"adapt_steps": 500, "adapt_lr": 0.05})
+    predictor = adapt(0, obs)
+    x = torch.randn(4, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(predictor(x), model.step(x, c_true), atol=1e-4, rtol=0)
+    assert adapt.grad_steps == 500 and adapt.trainable == 2
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
