@@ -9,6 +9,7 @@
 True
 """
 
+from .binding import Binding
 from .canonical import canonicalize, permutation_classes, permute
 from .convert import compile_layout, from_module, rebuild, to_module, to_state_dict
 from .errors import ArchitectureMismatchError, TraceError, UnsupportedLayerError, WeightGraphError
@@ -29,6 +30,7 @@ __all__ = [
     "permutation_classes",
     "WeightGraph",
     "GraphLayout",
+    "Binding",
     "NodeTypeSpec",
     "Block",
     "register_handler",

@@ -20,6 +20,7 @@ from torch import Tensor
 from .errors import ArchitectureMismatchError, WeightGraphError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .binding import Binding
     from .graph import WeightGraph
 
 EdgeType = tuple[str, str, str]
@@ -256,31 +257,71 @@ class GraphLayout:
                 )
 
     # ------------------------------------------------------------------ state <-> features
-    def features(self, state: Mapping[str, Tensor], *, check: bool = True) -> dict[str, Tensor]:
-        """Node features ``{key: (N_t, D_t)}`` of one state dict (tensors are copied, never shared)."""
-        return {k: x[0] for k, x in self.stack([state], check=check).items()}
+    def features(
+        self,
+        state: Mapping[str, Tensor],
+        *,
+        check: bool = True,
+        out: Mapping[str, Tensor] | None = None,
+    ) -> dict[str, Tensor]:
+        """Node features ``{key: (N_t, D_t)}`` of one state dict (tensors are copied, never shared).
+
+        ``out``: buffers ``{key: (N_t, D_t)}`` to write into instead of allocating (streaming many
+        checkpoints through the same memory is then one hot copy per checkpoint).
+        """
+        if out is not None:
+            self.check_features(out, batched=False)
+            out = {k: v.unsqueeze(0) for k, v in out.items()}
+        return {k: x[0] for k, x in self.stack([state], check=check, out=out).items()}
 
     def stack(
-        self, states: Sequence[Mapping[str, Tensor]], *, check: bool = True
+        self,
+        states: Sequence[Mapping[str, Tensor]],
+        *,
+        check: bool = True,
+        out: Mapping[str, Tensor] | None = None,
     ) -> dict[str, Tensor]:
         """Batched features ``{key: (B, N_t, D_t)}`` of many state dicts of this architecture.
 
-        One allocation per node type; every tensor is copied straight into its columns (no stacking).
+        One allocation per node type (none with ``out``, buffers ``{key: (B, N_t, D_t)}``); every
+        tensor is copied straight into its columns (no stacking).
         """
         if not states:
             raise WeightGraphError("stack needs at least one state dict")
         if check:
             for i, s in enumerate(states):
                 self.check_state(s, where="state dict" if len(states) == 1 else f"state dict #{i}")
-        out = {}
+        if out is not None:
+            self.check_features(out, batched=True)
+            if any(v.shape[0] != len(states) for v in out.values()):
+                raise WeightGraphError(f"out must hold {len(states)} graphs (its leading axis)")
+        buffers, out = out, {}
         for nt in self.node_types:
             device = states[0][nt.blocks[0].name].device if nt.blocks else None
-            x = torch.empty((len(states), nt.num_nodes, nt.width), dtype=self.dtype, device=device)
-            for i, s in enumerate(states):
-                for b, cols in self._slices[nt.key]:
-                    b.write_features(s[b.name].detach(), x[i, :, cols])
+            x = (
+                buffers[nt.key]
+                if buffers is not None
+                else torch.empty(
+                    (len(states), nt.num_nodes, nt.width), dtype=self.dtype, device=device
+                )
+            )
+            for b, cols in self._slices[nt.key]:
+                dst = b._node_major(
+                    x[:, :, cols]
+                )  # (B, ...): one view per block, indexed per state
+                for i, s in enumerate(states):
+                    dst[i].copy_(b._permuted(s[b.name].detach()))
             out[nt.key] = x
         return out
+
+    def bind(
+        self, module: torch.nn.Module, features: Mapping[str, Tensor] | None = None
+    ) -> Binding:
+        """Tie ``module`` to feature buffers ``{key: (N_t, D_t)}`` with views built once, so that
+        weights move between them without allocating (see :class:`weightgraph.binding.Binding`)."""
+        from .binding import Binding
+
+        return Binding(self, module, features)
 
     def unflatten(self, features: Mapping[str, Tensor], *, check: bool = True) -> dict[str, Tensor]:
         """Tensors ``{state key: (*B, *shape)}`` from features ``(*B, N_t, D_t)``; differentiable.
