@@ -15,6 +15,7 @@ from .convert import compile_layout, from_module, rebuild, to_module, to_state_d
 from .errors import ArchitectureMismatchError, TraceError, UnsupportedLayerError, WeightGraphError
 from .graph import WeightGraph
 from .handlers import LayerDef, NodeGroup, param_block, register_handler
+from .handlers.neuralop import densify_spectral
 from .layout import Block, GraphLayout, NodeTypeSpec
 
 __version__ = "0.1.0"
@@ -25,6 +26,7 @@ __all__ = [
     "to_module",
     "compile_layout",
     "rebuild",
+    "densify_spectral",
     "canonicalize",
     "permute",
     "permutation_classes",

@@ -17,6 +17,7 @@ from .errors import ArchitectureMismatchError, UnsupportedLayerError, WeightGrap
 from .graph import WeightGraph
 from .handlers import LayerDef, NodeGroup, find_handler, qualname
 from .handlers.generic import infer_axes
+from .handlers.neuralop import densify_spectral
 from .layout import Block, GraphLayout, NodeTypeSpec, feature_dtype
 from .trace import capture, innermost_layer
 
@@ -229,6 +230,7 @@ def from_module(
     *,
     strict: bool = True,
     layout: GraphLayout | None = None,
+    dense_spectral: bool = False,
 ) -> WeightGraph:
     """Convert any ``nn.Module`` to a :class:`WeightGraph`.
 
@@ -237,6 +239,10 @@ def from_module(
         example_inputs: inputs for the ``torch.export`` fallback (inferred when omitted).
         strict: see :func:`compile_layout`.
         layout: a layout compiled for this architecture; skips tracing (fast path for zoos).
+        dense_spectral: convert tensor-factorised spectral weights (TFNO) as their dense
+            reconstruction (:func:`weightgraph.densify_spectral`), so that factorised and dense
+            checkpoints share one graph schema; the graph then round-trips to the dense model.
+            By default the factors are carried natively and round-trip exactly.
 
     Returns:
         The weight graph; ``graph.layout`` is the compiled layout, reusable for other checkpoints.
@@ -245,6 +251,8 @@ def from_module(
         raise WeightGraphError(
             f"from_module expects a torch.nn.Module, got {type(module).__name__}"
         )
+    if dense_spectral:
+        module = densify_spectral(module)
     if layout is None:
         layout = compile_layout(module, example_inputs, strict=strict)
     return layout.graph(module)

@@ -231,6 +231,31 @@ def test_factorised_spectral_weights_round_trip_exactly(factorization, factors_w
         assert torch.equal(clone(x), net(x))
 
 
+@pytest.mark.parametrize("factorization", ["tucker", "cp", "tt"])
+def test_dense_spectral_gives_the_dense_fno_schema_and_the_same_function(factorization):
+    net = _tfno(factorization, 0)
+    dense = _tfno(None, 1)
+    g = wg.from_module(net, dense_spectral=True)
+    ref = wg.from_module(dense)
+    assert g.layout.fingerprint == ref.layout.fingerprint  # one schema for TFNO and FNO checkpoints
+    assert sorted(g.node_types) == sorted(ref.node_types)
+    factors = {k: v for k, v in net.state_dict().items() if k.startswith("fno_blocks.convs.0.weight")}
+    w = net.fno_blocks.convs[0].weight.to_tensor()  # (in, out, m1, m2) complex
+    x = g["fno_blocks_convs_0"].x  # node o: its (in, m1, m2) block as (re, im), bias, skip
+    torch.testing.assert_close(
+        x[:, : w[:, 0].numel() * 2],
+        torch.view_as_real(w.permute(1, 0, 2, 3)).reshape(8, -1),
+        rtol=0,
+        atol=0,
+    )
+    rebuilt = wg.to_module(g)  # the recorded kwargs now say factorization=None: a dense FNO
+    assert "fno_blocks.convs.0.weight.tensor" in rebuilt.state_dict()
+    inp = torch.randn(2, 1, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(inp), net(inp), rtol=1e-5, atol=1e-6)
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in factors.items())  # net untouched
+
+
 def test_converting_never_modifies_the_module():
     from tests.weightgraph.zoo import CNNBN
 

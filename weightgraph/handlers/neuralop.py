@@ -5,8 +5,12 @@ complex, ``(in, out, *modes)``; ``(out, *modes)`` when separable) and a bias ``(
 ``SoftGating`` is a per-channel gate ``(1, C, 1, ...)``.
 """
 
+import copy
+
+from torch import nn
+
 from ..errors import UnsupportedLayerError
-from . import NodeGroup, layer, param_block, present, register_handler
+from . import NodeGroup, layer, param_block, present, qualname, register_handler
 
 _SPECTRAL = [
     f"neuralop.layers.spectral_convolution.{c}"
@@ -71,6 +75,31 @@ def _factorised(m, path: str, names: dict):
         input_groups=[path],
         output_groups=[path],
     )
+
+
+def densify_spectral(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` whose tensor-factorised spectral weights (TFNO: tucker, cp, tt) are
+    replaced by their dense reconstruction ``(in, out, *modes)`` complex, so that factorised and dense
+    checkpoints of one architecture share one graph schema (the dense FNO's). The copy computes the
+    function (it contracts with this tensor, ``implementation="reconstructed"``, to float rounding) and
+    records ``factorization=None`` in neuraloperator's init kwargs, so ``rebuild`` makes the dense
+    model. The factors themselves are not recoverable from the dense weight."""
+    out = copy.deepcopy(module)
+    changed = False
+    for m in out.modules():
+        if qualname(type(m)) in _SPECTRAL and "weight.tensor" not in dict(m.named_parameters()):
+            from tltorch.factorized_tensors import DenseTensor  # neuraloperator's dependency
+
+            from neuralop.layers.spectral_convolution import get_contract_fun
+
+            m.weight = DenseTensor(nn.Parameter(m.weight.to_tensor().detach().clone()))
+            m.factorization, m.implementation = None, "reconstructed"
+            m._contract = get_contract_fun(m.weight, implementation="reconstructed", separable=False)
+            changed = True
+    kwargs = getattr(out, "_init_kwargs", None)
+    if changed and isinstance(kwargs, dict) and "factorization" in kwargs:
+        kwargs["factorization"] = None
+    return out
 
 
 @register_handler("neuralop.layers.skip_connections.SoftGating")
