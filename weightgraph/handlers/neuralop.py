@@ -88,13 +88,14 @@ def densify_spectral(module: nn.Module) -> nn.Module:
     changed = False
     for m in out.modules():
         if qualname(type(m)) in _SPECTRAL and "weight.tensor" not in dict(m.named_parameters()):
-            from tltorch.factorized_tensors import DenseTensor  # neuraloperator's dependency
-
             from neuralop.layers.spectral_convolution import get_contract_fun
+            from tltorch.factorized_tensors import DenseTensor  # neuraloperator's dependency
 
             m.weight = DenseTensor(nn.Parameter(m.weight.to_tensor().detach().clone()))
             m.factorization, m.implementation = None, "reconstructed"
-            m._contract = get_contract_fun(m.weight, implementation="reconstructed", separable=False)
+            m._contract = get_contract_fun(
+                m.weight, implementation="reconstructed", separable=False
+            )
             changed = True
     kwargs = getattr(out, "_init_kwargs", None)
     if changed and isinstance(kwargs, dict) and "factorization" in kwargs:
