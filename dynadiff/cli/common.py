@@ -9,11 +9,13 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from ..config import resolve_device, set_threads, to_plain
 from ..data.store import DatasetError
+from ..distributed import init_world
 from ..io import CheckpointError
 from ..layout import ArtifactLayout
 from ..pipeline import Run
@@ -28,12 +30,17 @@ def make_run(cfg: DictConfig, kind: str) -> Run:
     validate(plain, kind)
     set_threads(plain.get("threads"))
     device = resolve_device(plain.get("device", "cpu"))
+    world = init_world(device)  # torchrun / srun: one process per rank
+    if device.type == "cuda" and world.size > 1:
+        device = torch.device("cuda", world.local_rank)
+        torch.cuda.set_device(device)
     return Run(
         plain,
         ArtifactLayout.from_config(plain),
         device,
-        bool(plain["progress"]),
+        bool(plain["progress"]) and world.main,
         Path(HydraConfig.get().runtime.output_dir),
+        world,
     )
 
 

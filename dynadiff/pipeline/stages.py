@@ -15,9 +15,10 @@ import copy
 import dataclasses
 import json
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ContextManager
 
 import torch
 
@@ -26,6 +27,7 @@ from weightgraph.normalize import Normalizer
 from ..data.dataset import Dataset
 from ..data.simulate import simulate_dataset
 from ..data.windows import ObservationBank
+from ..distributed import SINGLE, World
 from ..eval.diagnostics import prompt_env_mae
 from ..eval.figures import save_figures
 from ..eval.harness import evaluate as run_harness
@@ -55,13 +57,20 @@ from ..zoo.storage import save_checkpoint
 @dataclass
 class Run:
     """What every stage gets: the composed config (plain containers), where artifacts go, the device,
-    whether to show progress bars, and the directory of this run's results."""
+    whether to show progress bars, the directory of this run's results and the data-parallel world
+    (``torchrun``/``srun``: the VAE and DiT stages train across its processes, rank 0 writes)."""
 
     cfg: dict[str, Any]
     layout: ArtifactLayout
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     progress: bool = True
     run_dir: Path = Path(".")
+    world: World = SINGLE
+
+    def lock(self, directory: Path) -> ContextManager[None]:
+        """The directory's lock, held by rank 0 only (the ranks of one job must not wait on each
+        other's lock while they train together)."""
+        return directory_lock(directory) if self.world.main else nullcontext()
 
 
 # ---------------------------------------------------------------------- the cache rule
@@ -188,8 +197,9 @@ def vae(run: Run, data: Dataset, archive: ZooArchive) -> dict[str, Any]:
     inputs = {"zoo": artifact_digest(archive.path), "data": data.fingerprint()}
     key = digest({"vae": vcfg, **inputs})
     path = run.layout.vae
-    with directory_lock(run.layout.model_dir):  # a concurrent run waits, then reuses
-        clean_temporaries(run.layout.model_dir)
+    with run.lock(run.layout.model_dir):  # a concurrent run waits, then reuses
+        if run.world.main:
+            clean_temporaries(run.layout.model_dir)
         if is_done(path, key):
             return load_torch(path)
         probes = probe_inputs(archive, data, vcfg["probe_frames"], seed=vcfg["seed"])
@@ -202,10 +212,7 @@ def vae(run: Run, data: Dataset, archive: ZooArchive) -> dict[str, Any]:
             run.progress,
             run.device,
             key=key,
-        )
-        print(
-            f"VAE: weight-space MSE {metrics['weight_mse']:.3e}, function-space relative MSE "
-            f"{metrics['function_rel_mse']:.3e} ({metrics['train_seconds']:.0f} s)"
+            world=run.world,
         )
         seconds = metrics.pop(
             "train_seconds"
@@ -215,8 +222,14 @@ def vae(run: Run, data: Dataset, archive: ZooArchive) -> dict[str, Any]:
             "normalizer": normalizer.state_dict(),
             "metrics": metrics,
         }
-        save_torch(path, bundle)
-        mark_done(path, "vae", key, {**inputs, "train_seconds": seconds})
+        if run.world.main:
+            save_torch(path, bundle)
+            mark_done(path, "vae", key, {**inputs, "train_seconds": seconds})
+            print(
+                f"VAE: weight-space MSE {metrics['weight_mse']:.3e}, function-space relative MSE "
+                f"{metrics['function_rel_mse']:.3e} ({seconds:.0f} s)"
+            )
+        run.world.barrier()  # the other ranks read vae.pt next
         return bundle
 
 
@@ -231,7 +244,7 @@ def generator(run: Run, data: Dataset, archive: ZooArchive) -> DynaDiff:
     }
     key = digest({"dit": gcfg["dit"], "obs_len": gcfg["obs_len"], "symmetry": symmetry, **inputs})
     path = run.layout.model
-    with directory_lock(run.layout.model_dir):  # a concurrent run waits, then reuses
+    with run.lock(run.layout.model_dir):  # a concurrent run waits, then reuses
         if is_done(path, key):
             return DynaDiff.load(path)
         config = model_config(run, data, archive)
@@ -255,6 +268,7 @@ def generator(run: Run, data: Dataset, archive: ZooArchive) -> DynaDiff:
             run.progress,
             run.device,
             key=key,
+            world=run.world,
         )
         model = DynaDiff(config)
         for part, net in (
@@ -275,9 +289,11 @@ def generator(run: Run, data: Dataset, archive: ZooArchive) -> DynaDiff:
         ):
             getattr(model, name).copy_(value)
         model.meta = {"key": key, "vae_metrics": bundle["metrics"]}
-        model.save(path)
-        mark_done(path, "generator", key, {**inputs, "train_seconds": trained["train_seconds"]})
-        print(f"DiT + prompter trained in {trained['train_seconds']:.0f} s -> {path}")
+        if run.world.main:
+            model.save(path)
+            mark_done(path, "generator", key, {**inputs, "train_seconds": trained["train_seconds"]})
+            print(f"DiT + prompter trained in {trained['train_seconds']:.0f} s -> {path}")
+        run.world.barrier()
         return model.eval()
 
 
@@ -398,6 +414,12 @@ def run_pipeline(run: Run, stage: str = "demo") -> dict[str, Any]:
         if stage in ("demo", "evaluate"):
             report([str(run.run_dir)])
         return out
+    if run.world.size > 1 and stage not in ("vae", "dit"):
+        raise ValueError(
+            f"stage={stage} under {run.world.size} processes: only stage=vae and stage=dit train "
+            "data-parallel (torchrun/srun); run the other stages in one process (the zoo fans out "
+            "through its launcher, docs/scaling.md)"
+        )
     timings: dict[str, float] = {}
     lap = _stopwatch(timings)
     if stage in ("demo", "simulate"):
@@ -445,7 +467,7 @@ def with_seed(run: Run, k: int) -> Run:
     for part in ("vae", "dit"):
         cfg["generator"][part]["seed"] += k
     layout = dataclasses.replace(run.layout, variant=f"seed_{k}" if k else "")
-    return Run(cfg, layout, run.device, run.progress, run.run_dir / f"seed_{k}")
+    return dataclasses.replace(run, cfg=cfg, layout=layout, run_dir=run.run_dir / f"seed_{k}")
 
 
 def _stopwatch(timings: dict[str, float]) -> Callable[[str], None]:

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from ..data.windows import ObservationBank
+from ..distributed import SINGLE, World
 from ..model import DynaDiffConfig, build_generator
 from ..nn.vae import WeightVAE
 from ..zoo.archive import ZooArchive
@@ -45,12 +46,14 @@ def train_generator(
     progress: bool = True,
     device: torch.device | str = "cpu",
     key: Any = None,
+    world: World = SINGLE,
 ) -> dict[str, Any]:
     """Train (or resume) DiT + prompter on ``device``. Returns the trained parts (on the CPU) and the
     latent/parameter scalings.
 
     ``model_cfg``: the architecture; ``cfg``: the ``generator.dit`` section; ``key``: identifies the
-    inputs (VAE, zoo, data), so that ``generator_last.pt`` is resumed only for the same ones.
+    inputs (VAE, zoo, data), so that ``generator_last.pt`` is resumed only for the same ones;
+    ``world``: data-parallel processes (the same model as one process with the same batch).
     """
     out = Path(out_dir)
     device = torch.device(device)
@@ -88,12 +91,24 @@ def train_generator(
     n = z_all.shape[0]
 
     def loss_fn(step: int) -> dict[str, Tensor]:
-        idx = torch.randint(n, (min(cfg["batch_size"], n),), generator=g)
-        obs, lengths = bank.sample(archive.env_index[idx], g)
-        prompt = prompter(obs.to(device), lengths.to(device))
+        # the global batch and all its noise are drawn by every rank (the order of one process's
+        # draws); each rank computes its share of rows
+        idx_all = torch.randint(n, (min(cfg["batch_size"], n),), generator=g)
+        obs, lengths = bank.sample(archive.env_index[idx_all], g)
+        t = torch.randint(0, diffusion.num_steps, (len(idx_all),), generator=g)
+        noise = torch.randn((len(idx_all), *z_all.shape[1:]), dtype=z_all.dtype, generator=g)
+        drop = torch.rand(len(idx_all)) < dit.prompt_dropout if dit.prompt_dropout > 0 else None
+        rows = world.rows(len(idx_all))
+        idx = idx_all[rows]
+        prompt = prompter(obs[rows].to(device), lengths[rows].to(device))
         terms = {
             "diffusion": diffusion.training_loss(
-                dit, z_dev[idx.to(device)], generator=g, prompt=prompt
+                dit,
+                z_dev[idx.to(device)],
+                t=t[rows].to(device),
+                noise=noise[rows].to(device),
+                prompt=prompt,
+                drop_prompt=None if drop is None else drop[rows].to(device),
             ).mean()
         }
         loss = terms["diffusion"]
@@ -119,6 +134,7 @@ def train_generator(
         key=run_key,
         log_dir=out / "generator_log",
         desc="train DiT + prompter" if progress else None,
+        world=world,
     )
     parts.cpu()
     return {

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..distributed import SINGLE, World
 from ..io import CheckpointError, load_torch, save_torch
 
 
@@ -70,6 +71,13 @@ def lr_factor(step: int, steps: int, warmup: int, schedule: str) -> float:
     raise ValueError(f"unknown learning-rate schedule {schedule!r} (constant, cosine)")
 
 
+def _global_values(terms: Mapping[str, Tensor], world: World) -> dict[str, float]:
+    """The loss terms as floats, averaged across ranks (the global batch's values)."""
+    v = torch.stack([t.detach().double().reshape(()) for t in terms.values()])
+    world.average([v])
+    return dict(zip(terms, v.tolist(), strict=True))
+
+
 def check_finite(step: int, terms: Mapping[str, Tensor | float]) -> None:
     """Stop with a message naming the step and the loss term that is NaN or infinite."""
     for name, v in terms.items():
@@ -92,6 +100,7 @@ def train(
     log_dir: str | Path | None = None,
     desc: str | None = None,
     validate: Callable[[], float] | None = None,
+    world: World = SINGLE,
 ) -> dict[str, Any]:
     """Optimise ``model``'s parameters on ``loss_fn(step) -> {"loss": total, **terms}``.
 
@@ -108,6 +117,9 @@ def train(
         log_dir: where ``metrics.csv``/``metrics.jsonl`` go (``None``: no files).
         desc: progress-bar label (``None``: no bar).
         validate: returns the validation loss, for stopping at a plateau (``cfg.plateau_every``).
+        world: data-parallel processes (:mod:`dynadiff.distributed`): ``loss_fn`` returns the mean
+            over this rank's share of the global batch; gradients and logged terms are averaged
+            across ranks; rank 0 alone logs, shows progress and writes the checkpoint.
 
     Returns:
         ``{"losses": [total loss per step run now], "start": first step run now, "steps": the step
@@ -119,6 +131,7 @@ def train(
         opt, lambda s: lr_factor(s, cfg.steps, cfg.warmup, cfg.schedule)
     )
     start = 0
+    world.broadcast([t for t in model.state_dict().values() if isinstance(t, Tensor)])
     state = _resumable(checkpoint, key)
     if state is not None:
         model.load_state_dict(state["model"])
@@ -127,14 +140,14 @@ def train(
         torch.set_rng_state(state["rng"]["torch"])
         generator.set_state(state["rng"]["generator"])
         start = int(state["step"])
-    logger = MetricLogger(log_dir, cfg.tensorboard) if log_dir is not None else None
+    logger = MetricLogger(log_dir, cfg.tensorboard) if log_dir is not None and world.main else None
     losses: list[float] = []
     model.train()
     bar = tqdm(
         range(start, cfg.steps),
         desc=desc,
         unit="step",
-        disable=desc is None,
+        disable=desc is None or not world.main,
         initial=start,
         total=cfg.steps,
         leave=False,
@@ -144,21 +157,22 @@ def train(
     for step in bar:
         terms = loss_fn(step)
         loss = terms["loss"]
-        check_finite(step, terms)
+        values = _global_values(terms, world)  # every rank stops together on a NaN
+        check_finite(step, values)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        world.average_gradients(params)
         if cfg.grad_clip:
             nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
         sched.step()
-        losses.append(loss.item())
+        losses.append(values["loss"])
         last = step == cfg.steps - 1
         if step % cfg.log_every == 0 or last:
-            values = {k: v.item() for k, v in terms.items()}
             bar.set_postfix({k: f"{v:.3e}" for k, v in values.items()})
             if logger is not None:
                 logger.log(step, values)
-        if checkpoint is not None and ((step + 1) % cfg.ckpt_every == 0 or last):
+        if checkpoint is not None and world.main and ((step + 1) % cfg.ckpt_every == 0 or last):
             save_torch(
                 checkpoint,
                 {

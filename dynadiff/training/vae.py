@@ -21,6 +21,7 @@ from torch.func import functional_call
 from weightgraph.normalize import Normalizer
 
 from ..data.dataset import Dataset
+from ..distributed import SINGLE, World
 from ..model import DynaDiffConfig, build_vae
 from ..nn.vae import WeightVAE, kl_divergence, reconstruction_error
 from ..zoo.archive import ZooArchive
@@ -86,13 +87,15 @@ def train_vae(
     progress: bool = True,
     device: torch.device | str = "cpu",
     key: Any = None,
+    world: World = SINGLE,
 ) -> tuple[WeightVAE, Normalizer, dict[str, float]]:
     """Train (or resume) the VAE on ``device``; returns the model (on the CPU), the feature normaliser and
     final metrics.
 
     ``model_cfg``: the architecture; ``cfg``: the ``generator.vae`` section (``steps``, ``batch_size``,
     ``lr``, ``beta``, ``func_weight``, ``recon_weight``, ``seed``, logging and clipping); ``key``:
-    identifies the inputs, so that ``vae_last.pt`` is resumed only for the same config and zoo.
+    identifies the inputs, so that ``vae_last.pt`` is resumed only for the same config and zoo;
+    ``world``: data-parallel processes (the same model as one process with the same batch).
     """
     out = Path(out_dir)
     device = torch.device(device)
@@ -108,9 +111,14 @@ def train_vae(
     n = len(archive)
 
     def loss_fn(step: int) -> dict[str, Tensor]:
-        idx = torch.randint(n, (min(cfg["batch_size"], n),), generator=g)
+        # the global batch and its noise are drawn by every rank; each computes its share of rows
+        idx_all = torch.randint(n, (min(cfg["batch_size"], n),), generator=g)
+        rows = world.rows(len(idx_all))
+        idx = idx_all[rows]
         batch = {k: v[idx].to(device) for k, v in feats_n.items()}
-        rec, mu, logvar = vae(batch)
+        mu, logvar = vae.encode(batch)
+        eps = torch.randn((len(idx_all), *mu.shape[1:]), dtype=mu.dtype)[rows].to(device)
+        rec = vae.decode(mu + eps * (0.5 * logvar).exp())
         terms = {
             "recon": reconstruction_error(rec, batch).mean(),
             "kl": kl_divergence(mu, logvar).mean(),
@@ -132,6 +140,7 @@ def train_vae(
         key={"config": dict(cfg), "inputs": key},
         log_dir=out / "vae_log",
         desc="train VAE" if progress else None,
+        world=world,
     )
     vae.eval().cpu()
     metrics = evaluate_vae(vae, archive, normalizer, feats_n, probes)

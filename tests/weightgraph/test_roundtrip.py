@@ -239,7 +239,9 @@ def test_dense_spectral_gives_the_dense_fno_schema_and_the_same_function(factori
     ref = wg.from_module(dense)
     assert g.layout.fingerprint == ref.layout.fingerprint  # one schema for TFNO and FNO checkpoints
     assert sorted(g.node_types) == sorted(ref.node_types)
-    factors = {k: v for k, v in net.state_dict().items() if k.startswith("fno_blocks.convs.0.weight")}
+    factors = {
+        k: v for k, v in net.state_dict().items() if k.startswith("fno_blocks.convs.0.weight")
+    }
     w = net.fno_blocks.convs[0].weight.to_tensor()  # (in, out, m1, m2) complex
     x = g["fno_blocks_convs_0"].x  # node o: its (in, m1, m2) block as (re, im), bias, skip
     torch.testing.assert_close(
