@@ -96,3 +96,17 @@ def test_torchrun_trains_the_model_of_one_process_and_resumes_after_a_kill(tmp_p
         _weights(tmp_path, "two", "dynadiff.pt"),
     )
     assert _max_diff(resumed, two) == 0.0  # same checkpointed state and random streams: bit for bit
+
+
+@pytest.mark.gpu
+def test_torchrun_on_gpus_gives_the_single_gpu_model(tmp_path):
+    """One process per GPU with NCCL (one GPU: a one-process world through torchrun)."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    nproc = min(2, torch.cuda.device_count())
+    for stage in ("simulate", "zoo"):
+        _run(_cli(tmp_path, "unused", f"stage={stage}"))
+    _run(_cli(tmp_path, "one", "stage=dit", "device=cuda"))
+    _run(_cli(tmp_path, "many", "stage=dit", "device=cuda", nproc=nproc))
+    one, many = _weights(tmp_path, "one", "dynadiff.pt"), _weights(tmp_path, "many", "dynadiff.pt")
+    assert _max_diff(one, many) < 1e-3
