@@ -131,9 +131,29 @@ def test_baselines_run_through_the_harness(tmp_path):
     assert "| camel |" in markdown_table(results)
 
 
+def _recovers_a_context_and_adapts_only_it(model, c_true, steps, states=4):
+    """Observations made with context ``c_true``: fitting recovers its one-step map on new states,
+    and the shared weights and training contexts stay bit-identical."""
+    from dynadiff.baselines.context import context_method
+
+    dim = c_true.shape[0]
+    obs = [torch.randn(states, 3)]
+    for _ in range(9):
+        with torch.no_grad():
+            obs.append(model.step(obs[-1], c_true))
+    obs = torch.stack(obs)  # (L, states, 3)
+    before = copy.deepcopy(model.state_dict())
+    adapt = context_method(model, {"adapt_steps": steps, "adapt_lr": 0.05})
+    predictor = adapt(0, obs)
+    x = torch.randn(5, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(predictor(x), model.step(x, c_true), atol=1e-4, rtol=0)
+    assert adapt.grad_steps == steps and adapt.trainable == dim
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
 def test_coda_recovers_a_context_and_adapts_only_the_context():
     from dynadiff.baselines.coda import CoDAExpert
-    from dynadiff.baselines.context import context_method
 
     torch.manual_seed(0)
     base = torch.nn.Linear(3, 3, bias=False)
@@ -143,20 +163,8 @@ def test_coda_recovers_a_context_and_adapts_only_the_context():
         torch.testing.assert_close(model.step(x, torch.zeros(1)), x + base(x))  # xi = 0: the base
         model.W.copy_(0.1 * torch.randn_like(model.W))
         model.xi.copy_(torch.tensor([[-1.0], [0.0], [1.0]]))  # training contexts, mean 0
-    xi_true = torch.tensor([0.7])  # the new environment: a context the training ones span linearly
-    obs = [torch.randn(4, 3)]
-    for _ in range(9):
-        with torch.no_grad():
-            obs.append(model.step(obs[-1], xi_true))
-    obs = torch.stack(obs)  # (L, 4 states, 3)
-    before = copy.deepcopy(model.state_dict())
-    adapt = context_method(model, {"adapt_steps": 300, "adapt_lr": 0.05})
-    predictor = adapt(0, obs)
-    torch.testing.assert_close(predictor(obs[4]), obs[5], atol=1e-4, rtol=0)
-    assert adapt.grad_steps == 300 and adapt.trainable == 1
-    assert all(
-        torch.equal(before[k], v) for k, v in model.state_dict().items()
-    )  # theta, W, xi untouched
+    # the new environment: a context the training ones span linearly
+    _recovers_a_context_and_adapts_only_it(model, torch.tensor([0.7]), steps=300)
 
 
 def test_geps_starts_as_the_base_and_corrects_every_weight_with_rank_d():
@@ -182,7 +190,6 @@ def test_geps_starts_as_the_base_and_corrects_every_weight_with_rank_d():
 
 
 def test_geps_recovers_a_context_and_adapts_only_the_context():
-    from dynadiff.baselines.context import context_method
     from dynadiff.baselines.geps import GEPSExpert
 
     torch.manual_seed(0)
@@ -190,17 +197,4 @@ def test_geps_recovers_a_context_and_adapts_only_the_context():
     model = GEPSExpert(base, num_envs=3, context_dim=2, residual=True)
     with torch.no_grad():
         model.codes.copy_(torch.tensor([[-1.0, 0.5], [0.0, 0.0], [1.0, -0.5]]))  # mean 0
-    c_true = torch.tensor([0.4, 0.3])  # the new environment's context
-    obs = [torch.randn(6, 3)]
-    for _ in range(9):
-        with torch.no_grad():
-            obs.append(model.step(obs[-1], c_true))
-    obs = torch.stack(obs)  # (L, 6 states, 3)
-    before = copy.deepcopy(model.state_dict())
-    adapt = context_method(model, {"adapt_steps": 500, "adapt_lr": 0.05})
-    predictor = adapt(0, obs)
-    x = torch.randn(4, 3)
-    with torch.no_grad():
-        torch.testing.assert_close(predictor(x), model.step(x, c_true), atol=1e-4, rtol=0)
-    assert adapt.grad_steps == 500 and adapt.trainable == 2
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    _recovers_a_context_and_adapts_only_it(model, torch.tensor([0.4, 0.3]), steps=500, states=6)
