@@ -274,6 +274,18 @@ def summary_lines(results: Mapping[str, Any]) -> list[str]:
                 f"{d} {v:.2f}" if v is not None else f"{d} n/a" for d, v in results[key].items()
             )
             lines.append(f"{label}: " + ", ".join(values))
+    for name, t in (results.get("training") or {}).items():
+        parts = [f"{t['models']} x {t['params_per_model']:,} parameters"]
+        if "best_step_mean" in t and t["best_step_min"] < t["steps_max"]:  # stopped at a plateau
+            parts.append(
+                f"steps kept {t['best_step_mean']:.0f} (min {t['best_step_min']:.0f}, max "
+                f"{t['best_step_max']:.0f}) of {t['steps_max']:.0f}"
+            )
+        elif "steps_mean" in t:
+            parts.append(f"{t['steps_mean']:.0f} steps")
+        if "train_seconds_mean" in t:
+            parts.append(f"{t['train_seconds_mean']:.1f} s each")
+        lines.append(f"trained {name}: " + ", ".join(parts))
     pe = results.get("prompt_env_mae")
     if pe:
         parts = [

@@ -336,6 +336,7 @@ def evaluate(
     results["vae"] = model.meta.get("vae_metrics")
     results["prompt_env_mae"] = prompt_env_mae(model, data, int(ecfg["obs_len"]))
     results["identifiability"] = identifiability(data, int(ecfg["obs_len"]))
+    results["training"] = builder.training_record(tuple(references))
     results["timing"]["stages_s"] = {**(timings or {}), "evaluate": time.perf_counter() - t}
     save_results(results, run.run_dir)
     save_figures(results, methods, data, run.run_dir)

@@ -9,6 +9,7 @@ across processes (``shard=(i, n)``) and retrains exactly what changed inputs inv
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any, Callable, Mapping
 
@@ -27,7 +28,15 @@ from ..layout import ArtifactLayout
 from ..training.loop import LoopConfig
 from ..training.loop import train as train_loop
 from .experts import advance, build_expert
-from .storage import is_complete, load_into, save_checkpoint, tensor_state
+from .storage import (
+    CONFIG,
+    WEIGHTS,
+    is_complete,
+    load_checkpoint,
+    load_into,
+    save_checkpoint,
+    tensor_state,
+)
 from .train import Pairs, fit, one_step_mse
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]
@@ -319,6 +328,7 @@ class ZooBuilder:
             metrics = {
                 "train_loss": float(np.mean(losses[-max(1, len(losses) // 10) :])),
                 "train_seconds": time.perf_counter() - t0,
+                "steps": len(losses),
             }
             save_checkpoint(
                 self.layout.camel, model, self._meta("camel", envs=envs, metrics=metrics)
@@ -344,9 +354,51 @@ class ZooBuilder:
             metrics = {
                 "train_loss": float(np.mean(losses[-max(1, len(losses) // 10) :])),
                 "train_seconds": time.perf_counter() - t0,
+                "steps": len(losses),
             }
             save_checkpoint(path, model, self._meta(method, envs=envs, metrics=metrics))
         return load_into(model, path).eval()
+
+    def training_record(self, which: tuple[str, ...] = ()) -> dict[str, dict[str, float]]:
+        """What the trained models cost, read from their checkpoints: parameters per model, number of
+        models, optimiser steps run and kept (the best step where training stopped at a validation
+        plateau; mean, min and max over the models) and training seconds per model. The base and the
+        zoo's experts always; the references in ``which`` that are trained models."""
+        paths = {
+            "not_adaptive": [self.layout.base],
+            "zoo_experts": [self.layout.expert(e, s) for e, s in self.expert_jobs()],
+            "one_per_env": [
+                self.layout.one_per_env(e) for e in range(len(self.manifest.environments))
+            ],
+            "one_for_all": [self.layout.one_for_all],
+            **{m: [getattr(self.layout, m)] for m in ("camel", *CONTEXT)},
+        }
+        out = {}
+        for name, dirs in paths.items():
+            done = [d for d in dirs if (d / CONFIG).exists() and (d / WEIGHTS).exists()]
+            if not done or (name not in ("not_adaptive", "zoo_experts") and name not in which):
+                continue
+            metrics = [json.loads((d / CONFIG).read_text()).get("metrics", {}) for d in done]
+            state, _ = load_checkpoint(done[0])
+
+            def stat(key: str, values: list) -> dict[str, float]:
+                v = [float(m[key]) for m in values if m.get(key) is not None]
+                return (
+                    {f"{key}_mean": float(np.mean(v)), f"{key}_min": min(v), f"{key}_max": max(v)}
+                    if v
+                    else {}
+                )
+
+            out[name] = {
+                "models": len(done),
+                "params_per_model": sum(
+                    t.numel() * (2 if t.is_complex() else 1) for t in state.values()
+                ),
+                **stat("steps", metrics),
+                **stat("best_step", metrics),
+                **stat("train_seconds", metrics),
+            }
+        return out
 
     # ------------------------------------------------------------------ references as harness methods
     def predictor(self, net: torch.nn.Module) -> Predictor:

@@ -129,6 +129,12 @@ def test_baselines_run_through_the_harness(tmp_path):
     for name in methods:
         assert results["methods"][name]["out_domain"]["diverged"] == 0
     assert "| camel |" in markdown_table(results)
+    record = builder.training_record(("camel", "coda", "geps", "one_per_env"))
+    assert set(record) == {"not_adaptive", "zoo_experts", "camel", "coda", "geps"}  # no OPE trained
+    assert record["zoo_experts"]["models"] == 4 and record["zoo_experts"]["steps_max"] == 2
+    base = sum(p.numel() * (1 + p.is_complex()) for p in builder.base().parameters())
+    assert record["not_adaptive"]["params_per_model"] == base
+    assert record["coda"]["steps_mean"] == cfg["baselines"]["coda"]["steps"]
 
 
 def _recovers_a_context_and_adapts_only_it(model, c_true, steps, states=4):
