@@ -23,6 +23,12 @@ def main(cfg: DictConfig) -> dict:
     if cfg.stage != "all" and cfg.stage not in STAGES:
         raise ValueError(f"unknown stage {cfg.stage!r}; choose from {['all', *STAGES]}")
     run = make_run(cfg, "zoo")
+    if run.world.size > 1 and cfg.stage in ("all", "evaluate"):
+        raise ValueError(
+            f"stage={cfg.stage} under {run.world.size} processes: the zoo's training stages (base, "
+            "experts, baselines, consolidate) run data-parallel under torchrun/srun; evaluate in "
+            "one process"
+        )
     builder = zoo_builder(run, Dataset(run.layout.data_dir))
     stages = STAGES if cfg.stage == "all" else (cfg.stage,)
     shard = parse_shard(cfg.shard)

@@ -126,7 +126,9 @@ def simulate(run: Run, seed: int, shard: tuple[int, int] = (0, 1)) -> dict[str, 
 
 def zoo_builder(run: Run, data: Dataset) -> ZooBuilder:
     check_compatible(run.layout.zoo_dir, run.cfg)
-    return ZooBuilder(run.cfg, data, run.layout, progress=run.progress, device=run.device)
+    return ZooBuilder(
+        run.cfg, data, run.layout, progress=run.progress, device=run.device, world=run.world
+    )
 
 
 def zoo(run: Run, data: Dataset, references: list[str]) -> tuple[ZooArchive, ZooBuilder]:
@@ -141,7 +143,7 @@ def zoo(run: Run, data: Dataset, references: list[str]) -> tuple[ZooArchive, Zoo
             "references": {r: builder.keys[r] for r in trained_refs},
         }
     )
-    with directory_lock(run.layout.zoo_dir):
+    with run.lock(run.layout.zoo_dir):
         if not is_done(run.layout.archive, key):
             _build_zoo(run, builder, trained_refs, key)
     return ZooArchive(run.layout.archive), builder
@@ -167,13 +169,16 @@ def _build_zoo(run: Run, builder: ZooBuilder, trained_refs: list[str], key: str)
 
 def consolidate_zoo(run: Run, builder: ZooBuilder, key: str | None = None) -> Path:
     dirs = [run.layout.expert(e, s) for e, s in builder.expert_jobs()]
-    path = consolidate(dirs, run.layout.archive)
-    mark_done(
-        path,
-        "zoo",
-        key or digest({"experts": builder.keys["expert"], "n": len(dirs)}),
-        {"data": builder.data.fingerprint(), "experts": builder.keys["expert"]},
-    )
+    path = run.layout.archive
+    if run.world.main:
+        consolidate(dirs, path)
+        mark_done(
+            path,
+            "zoo",
+            key or digest({"experts": builder.keys["expert"], "n": len(dirs)}),
+            {"data": builder.data.fingerprint(), "experts": builder.keys["expert"]},
+        )
+    run.world.barrier()
     return path
 
 
@@ -402,6 +407,9 @@ def check_compatible(root: Path, cfg: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------- the main job
+DATA_PARALLEL = ("zoo", "vae", "dit")  # the stages that may run under torchrun/srun
+
+
 def run_pipeline(run: Run, stage: str = "demo") -> dict[str, Any]:
     """``demo``: every stage, reusing what is done; ``vae``/``dit``: up to that stage on existing data and
     zoo; ``evaluate``/``generate``: with the trained model. With ``seeds > 1`` every stage runs once per
@@ -415,11 +423,10 @@ def run_pipeline(run: Run, stage: str = "demo") -> dict[str, Any]:
         if stage in ("demo", "evaluate"):
             report([str(run.run_dir)])
         return out
-    if run.world.size > 1 and stage not in ("vae", "dit"):
+    if run.world.size > 1 and stage not in DATA_PARALLEL:
         raise ValueError(
-            f"stage={stage} under {run.world.size} processes: only stage=vae and stage=dit train "
-            "data-parallel (torchrun/srun); run the other stages in one process (the zoo fans out "
-            "through its launcher, docs/scaling.md)"
+            f"stage={stage} under {run.world.size} processes: only stage=zoo, vae and dit train "
+            "data-parallel (torchrun/srun); run the other stages in one process (docs/scaling.md)"
         )
     timings: dict[str, float] = {}
     lap = _stopwatch(timings)

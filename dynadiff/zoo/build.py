@@ -23,6 +23,7 @@ from ..baselines.context import ContextExpert, context_method, train_context_exp
 from ..baselines.finetune import finetune_on_observations
 from ..baselines.geps import GEPSExpert
 from ..data.dataset import Dataset
+from ..distributed import SINGLE, World
 from ..io import clean_temporaries, digest
 from ..layout import ArtifactLayout
 from ..training.loop import LoopConfig
@@ -70,9 +71,10 @@ class ZooBuilder:
         layout: ArtifactLayout,
         progress: bool = True,
         device: torch.device | str | None = None,
+        world: World = SINGLE,
     ):
         self.cfg, self.data, self.layout = cfg, data, layout
-        self.device, self.progress = device, progress
+        self.device, self.progress, self.world = device, progress, world
         self.manifest = data.manifest
         self.channels = data.channels
         self.residual = bool(cfg["expert"]["residual"])
@@ -130,6 +132,7 @@ class ZooBuilder:
             desc=desc if self.progress else None,
             device=self.device,
             val=val if loop.plateau_every else None,
+            world=self.world,
         )
         seconds = time.perf_counter() - t
         losses = out["losses"]
@@ -142,6 +145,13 @@ class ZooBuilder:
             "steps": out["steps"],
             "best_step": out["best_step"],
         }
+
+    def _save(self, path, net: torch.nn.Module, meta: dict[str, Any]) -> None:
+        """Rank 0 writes the checkpoint; every rank waits until it is there (the next completeness
+        check must see the same files on every rank)."""
+        if self.world.main:
+            save_checkpoint(path, net, meta)
+        self.world.barrier()
 
     def _meta(self, kind: str, **kw) -> dict[str, Any]:
         return {
@@ -167,7 +177,7 @@ class ZooBuilder:
                 job_seed(zc["seed"], 1),
                 desc="pretrain base",
             )
-            save_checkpoint(
+            self._save(
                 self.layout.base, net, self._meta("base", envs=self.manifest.seen, metrics=metrics)
             )
             print(
@@ -210,7 +220,8 @@ class ZooBuilder:
         zc = self.cfg["zoo"]
         init = zc["init"]
         base = self.base() if init == "base" else None
-        clean_temporaries(self.layout.zoo_dir)
+        if self.world.main:
+            clean_temporaries(self.layout.zoo_dir)
         jobs = self.expert_jobs()[shard[0] :: shard[1]]
         keys = set(tensor_state(self.new_expert()))
         done, t0 = 0, time.perf_counter()
@@ -226,7 +237,7 @@ class ZooBuilder:
             metrics = self.train(
                 net, [e], zc["finetune"] if init == "base" else zc["scratch"], seed
             )
-            save_checkpoint(
+            self._save(
                 path,
                 net,
                 self._meta(
@@ -265,7 +276,7 @@ class ZooBuilder:
             if base is not None:
                 net.load_state_dict(base.state_dict())
             metrics = self.train(net, [e], bc, seed)
-            save_checkpoint(
+            self._save(
                 self.layout.one_per_env(e),
                 net,
                 self._meta("one_per_env", env_index=e, metrics=metrics),
@@ -290,7 +301,7 @@ class ZooBuilder:
             )
             meta = self._meta("one_for_all", envs=self.manifest.seen, metrics=metrics)
             meta["expert"] = arch
-            save_checkpoint(self.layout.one_for_all, net, meta)
+            self._save(self.layout.one_for_all, net, meta)
         return load_into(net, self.layout.one_for_all)
 
     def camel(self) -> ContextAffineExpert:
@@ -330,9 +341,7 @@ class ZooBuilder:
                 "train_seconds": time.perf_counter() - t0,
                 "steps": len(losses),
             }
-            save_checkpoint(
-                self.layout.camel, model, self._meta("camel", envs=envs, metrics=metrics)
-            )
+            self._save(self.layout.camel, model, self._meta("camel", envs=envs, metrics=metrics))
         return load_into(model, self.layout.camel).eval()
 
     def context_expert(self, method: str) -> ContextExpert:
@@ -356,7 +365,7 @@ class ZooBuilder:
                 "train_seconds": time.perf_counter() - t0,
                 "steps": len(losses),
             }
-            save_checkpoint(path, model, self._meta(method, envs=envs, metrics=metrics))
+            self._save(path, model, self._meta(method, envs=envs, metrics=metrics))
         return load_into(model, path).eval()
 
     def training_record(self, which: tuple[str, ...] = ()) -> dict[str, dict[str, float]]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ..distributed import SINGLE, World
 from ..training.loop import LoopConfig, train
 from .experts import advance
 
@@ -33,14 +34,16 @@ def fit(
     desc: str | None = None,
     device: torch.device | str | None = None,
     val: Pairs | None = None,
+    world: World = SINGLE,
 ) -> dict:
     """One-step MSE of ``advance(net, x)`` against ``y``; returns the loss of every step.
 
     ``cfg``: the optimisation (the zoo uses a cosine schedule with warm-up); ``desc``: show a progress
     bar with this label; ``device``: train there (the pairs stay in host memory; batches are moved),
     then move ``net`` back. Stops with an error naming the step on NaN/Inf. ``val``: validation pairs
-    for stopping at a plateau (``cfg.plateau_every > 0``). Returns the loop's summary (``losses``,
-    ``steps``, ``best_step``).
+    for stopping at a plateau (``cfg.plateau_every > 0``). ``world``: data-parallel processes, each
+    computing its share of the global batch (:mod:`dynadiff.distributed`). Returns the loop's summary
+    (``losses``, ``steps``, ``best_step``).
     """
     home = next(net.parameters()).device
     device = torch.device(device) if device is not None else home
@@ -49,12 +52,12 @@ def fit(
     n = min(batch_size, len(data))
 
     def loss_fn(step: int) -> dict[str, Tensor]:
-        idx = torch.randint(len(data), (n,), generator=g)
+        idx = torch.randint(len(data), (n,), generator=g)[world.rows(n)]
         x, y = data.x[idx].to(device, non_blocking=True), data.y[idx].to(device, non_blocking=True)
         return {"loss": torch.mean((advance(net, x, residual) - y) ** 2)}
 
     validate = (lambda: one_step_mse(net, val, residual)) if val is not None else None
-    out = train(net, loss_fn, cfg, g, desc=desc, validate=validate)
+    out = train(net, loss_fn, cfg, g, desc=desc, validate=validate, world=world)
     net.to(home)
     return out
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from dynadiff.distributed import World
 from dynadiff.io import load_torch
@@ -27,8 +28,10 @@ def test_rows_split_a_global_batch_into_equal_contiguous_shares():
     assert torch.equal(t, torch.ones(3))
 
 
-def _cli(root: Path, models: str, *over: str, nproc: int = 1) -> list[str]:
-    launch = [sys.executable, "-m", "dynadiff.cli.pipeline"]
+def _cli(
+    root: Path, models: str, *over: str, nproc: int = 1, entry: str = "dynadiff.cli.pipeline"
+) -> list[str]:
+    launch = [sys.executable, "-m", entry]
     if nproc > 1:
         launch = [
             sys.executable,
@@ -37,7 +40,7 @@ def _cli(root: Path, models: str, *over: str, nproc: int = 1) -> list[str]:
             "--standalone",
             f"--nproc_per_node={nproc}",
             "-m",
-            "dynadiff.cli.pipeline",
+            entry,
         ]
     return [
         *launch,
@@ -64,7 +67,7 @@ def _weights(root: Path, models: str, name: str) -> dict[str, torch.Tensor]:
 
 def _max_diff(a: dict, b: dict) -> float:
     assert a.keys() == b.keys()
-    return max(float((a[k].double() - b[k].double()).abs().max()) for k in a if a[k].numel())
+    return max(float((a[k] - b[k]).abs().max()) for k in a if a[k].numel())
 
 
 @pytest.mark.slow
@@ -110,3 +113,24 @@ def test_torchrun_on_gpus_gives_the_single_gpu_model(tmp_path):
     _run(_cli(tmp_path, "many", "stage=dit", "device=cuda", nproc=nproc))
     one, many = _weights(tmp_path, "one", "dynadiff.pt"), _weights(tmp_path, "many", "dynadiff.pt")
     assert _max_diff(one, many) < 1e-3
+
+
+@pytest.mark.slow
+def test_torchrun_trains_the_zoo_of_one_process(tmp_path):
+    """Base, experts and One-for-All trained data-parallel equal the one-process zoo to 1e-3."""
+    _run(_cli(tmp_path, "m", "stage=simulate"))
+    zoos = {}
+    for name, nproc in (("one", 1), ("two", 2)):
+        over = [f"paths.zoo={tmp_path / name}", "stage=all" if nproc == 1 else "stage=base"]
+        cli = _cli(tmp_path, "m", *over, nproc=nproc, entry="dynadiff.cli.zoo")
+        _run(cli)
+        if nproc > 1:
+            for stage in ("experts", "baselines", "consolidate"):
+                _run([*cli[:-1], f"stage={stage}"])
+        zoos[name] = tmp_path / name / MODEL
+    for part in ("base", "experts/env_0002/seed_001", "baselines/one_for_all"):
+        one = load_file(zoos["one"] / part / "weights.safetensors")
+        two = load_file(zoos["two"] / part / "weights.safetensors")
+        assert _max_diff(one, two) < 1e-3, part
+    with pytest.raises(AssertionError, match="evaluate in one process"):
+        _run(_cli(tmp_path, "m", "stage=all", nproc=2, entry="dynadiff.cli.zoo"))
