@@ -124,10 +124,15 @@ def test_demo_tiny_end_to_end(tmp_path, monkeypatch, capsys):
         "dynadiff",
         "not_adaptive",
         "one_per_env",
+        "one_for_all",
         "persistence",
         "climatology",
     }
     assert set(results["gap_closure"]) == {"in_domain", "out_domain"}
+    trained = results["training"]  # what the references cost, read from their checkpoints
+    assert set(trained) == {"not_adaptive", "zoo_experts", "one_per_env", "one_for_all"}
+    assert trained["one_for_all"]["models"] == 1 and trained["one_per_env"]["models"] == 4
+    assert "trained one_for_all: 1 x" in out
     assert (run / "rollout.png").exists()
     pe = results["prompt_env_mae"]  # beta read back from the prompt, per domain
     assert pe["params"] == ["beta"] and len(pe["in_domain"]) == 1 and pe["out_domain"][0] >= 0
