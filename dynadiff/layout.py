@@ -83,17 +83,9 @@ class ArtifactLayout:
     def one_for_all(self) -> Path:
         return self.zoo_dir / "baselines" / "one_for_all"
 
-    @property
-    def camel(self) -> Path:
-        return self.zoo_dir / "baselines" / "camel"
-
-    @property
-    def coda(self) -> Path:
-        return self.zoo_dir / "baselines" / "coda"
-
-    @property
-    def geps(self) -> Path:
-        return self.zoo_dir / "baselines" / "geps"
+    def baseline(self, name: str) -> Path:
+        """A jointly trained adaptation baseline's checkpoint (``camel``, ``coda``, ``geps``)."""
+        return self.zoo_dir / "baselines" / name
 
     @property
     def archive(self) -> Path:

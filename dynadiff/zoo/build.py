@@ -316,7 +316,9 @@ class ZooBuilder:
         torch.manual_seed(seed)
         net = build_expert(self.cfg["expert"], self.channels, self.channels * bc["rank"])
         model = ContextAffineExpert(net, self.channels, bc["rank"], len(envs))
-        if not is_complete(self.layout.camel, set(tensor_state(model)), self.keys["camel"]):
+        if not is_complete(
+            self.layout.baseline("camel"), set(tensor_state(model)), self.keys["camel"]
+        ):
             init_from_base(model, self.base())
             parts = [self.pairs([e], "fit") for e in envs]
             x, y = torch.cat([p.x for p in parts]), torch.cat([p.y for p in parts])
@@ -341,8 +343,12 @@ class ZooBuilder:
                 "train_seconds": time.perf_counter() - t0,
                 "steps": len(losses),
             }
-            self._save(self.layout.camel, model, self._meta("camel", envs=envs, metrics=metrics))
-        return load_into(model, self.layout.camel).eval()
+            self._save(
+                self.layout.baseline("camel"),
+                model,
+                self._meta("camel", envs=envs, metrics=metrics),
+            )
+        return load_into(model, self.layout.baseline("camel")).eval()
 
     def context_expert(self, method: str) -> ContextExpert:
         """A context meta-learner (``coda`` or ``geps``): shared weights from the base plus a context
@@ -352,7 +358,7 @@ class ZooBuilder:
         torch.manual_seed(seed)
         kind = {"coda": CoDAExpert, "geps": GEPSExpert}[method]
         model = kind(self.base(), len(envs), bc["context_dim"], self.residual)
-        path = getattr(self.layout, method)
+        path = self.layout.baseline(method)
         if not is_complete(path, set(tensor_state(model)), self.keys[method]):
             t0 = time.perf_counter()
             parts = [self.pairs([e], "fit") for e in envs]
@@ -380,7 +386,7 @@ class ZooBuilder:
                 self.layout.one_per_env(e) for e in range(len(self.manifest.environments))
             ],
             "one_for_all": [self.layout.one_for_all],
-            **{m: [getattr(self.layout, m)] for m in ("camel", *CONTEXT)},
+            **{m: [self.layout.baseline(m)] for m in ("camel", *CONTEXT)},
         }
         out = {}
         for name, dirs in paths.items():
