@@ -47,6 +47,14 @@ CONTEXT = ("coda", "geps")  # context meta-learners (shared weights + a context 
 REFERENCES = (*TRAINED, "finetune_obs", "camel", *CONTEXT)
 
 
+def _spread(key: str, metrics: list[Mapping[str, Any]]) -> dict[str, float]:
+    """``{key}_mean/_min/_max`` over the models' recorded metrics (empty when none recorded it)."""
+    v = [float(m[key]) for m in metrics if m.get(key) is not None]
+    return (
+        {f"{key}_mean": float(np.mean(v)), f"{key}_min": min(v), f"{key}_max": max(v)} if v else {}
+    )
+
+
 CONTEXT_SEEDS = {"coda": 13, "geps": 14}  # job_seed parts: every trained model draws its own stream
 
 
@@ -396,22 +404,14 @@ class ZooBuilder:
             metrics = [json.loads((d / CONFIG).read_text()).get("metrics", {}) for d in done]
             state, _ = load_checkpoint(done[0])
 
-            def stat(key: str, values: list) -> dict[str, float]:
-                v = [float(m[key]) for m in values if m.get(key) is not None]
-                return (
-                    {f"{key}_mean": float(np.mean(v)), f"{key}_min": min(v), f"{key}_max": max(v)}
-                    if v
-                    else {}
-                )
-
             out[name] = {
                 "models": len(done),
                 "params_per_model": sum(
                     t.numel() * (2 if t.is_complex() else 1) for t in state.values()
                 ),
-                **stat("steps", metrics),
-                **stat("best_step", metrics),
-                **stat("train_seconds", metrics),
+                **_spread("steps", metrics),
+                **_spread("best_step", metrics),
+                **_spread("train_seconds", metrics),
             }
         return out
 
