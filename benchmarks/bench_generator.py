@@ -66,7 +66,7 @@ def main() -> None:
     opt_v = torch.optim.AdamW(vae.parameters(), 1e-4)
     opt_d = torch.optim.AdamW(list(dit.parameters()) + list(prompter.parameters()), 1e-4)
     obs = torch.randn(a.batch, 10, 2, 64, 64, device=dev)
-    z = torch.randn(a.batch, vae.num_nodes, vae.latent_dim, device=dev)
+    z = torch.randn(a.batch, vae.num_tokens, vae.latent_dim, device=dev)
 
     def vae_step():
         rec, mu, logvar = vae(feats)
@@ -85,7 +85,7 @@ def main() -> None:
     def generate_one():
         prompt = prompter(obs[:1])
         zs = diffusion.ddim_sample(
-            dit, (1, vae.num_nodes, vae.latent_dim), steps=a.ddim_steps, device=dev, prompt=prompt
+            dit, (1, vae.num_tokens, vae.latent_dim), steps=a.ddim_steps, device=dev, prompt=prompt
         )
         vae.decode(zs)
 
@@ -104,7 +104,7 @@ def main() -> None:
     )
     print(
         f"{a.size} generator on {name}: VAE {n_vae:.1f}M params, DiT {n_dit:.1f}M params, "
-        f"{vae.num_nodes} nodes, batch {a.batch}"
+        f"{vae.num_tokens} nodes, batch {a.batch}"
     )
     print(f"VAE train step   {t_vae * 1e3:9.1f} ms  ({a.batch / t_vae:8.1f} experts/s)")
     print(f"DiT train step   {t_dit * 1e3:9.1f} ms  ({a.batch / t_dit:8.1f} samples/s)")

@@ -41,15 +41,15 @@ class DynaDiff(nn.Module):
     def __init__(self, config: DynaDiffConfig):
         super().__init__()
         self.config = config
-        self.vae = build_vae(config).eval()
-        dit, prompter, self.diffusion = build_generator(config)
-        self.dit, self.prompter = dit.eval(), prompter.eval()
         self.expert_cfg, self.channels, self.residual = (
             config.expert,
             config.channels,
             config.residual,
         )
         template, self.layout = expert_layout(self.expert_cfg, self.channels)
+        self.vae = build_vae(config, self.layout.edges).eval()
+        dit, prompter, self.diffusion = build_generator(config)
+        self.dit, self.prompter = dit.eval(), prompter.eval()
         # not a submodule: its weights are never used (generated ones are written into copies), and
         # neuraloperator state carries non-tensor metadata that a weights-only load must not see
         object.__setattr__(self, "template", template)
@@ -57,8 +57,12 @@ class DynaDiff(nn.Module):
             self.layout,
             *({nt.key: torch.zeros(()) for nt in self.layout.node_types} for _ in range(2)),
         )
-        nodes, h, p = self.vae.num_nodes, config.vae.latent_dim, len(config.env_params)
-        for name, shape in (("field", (config.channels,)), ("latent", (nodes, h)), ("param", (p,))):
+        tokens, h, p = self.vae.num_tokens, config.vae.latent_dim, len(config.env_params)
+        for name, shape in (
+            ("field", (config.channels,)),
+            ("latent", (tokens, h)),
+            ("param", (p,)),
+        ):
             self.register_buffer(f"{name}_mean", torch.zeros(shape))
             self.register_buffer(f"{name}_std", torch.ones(shape))
         self.meta: dict[str, Any] = {}
@@ -130,7 +134,7 @@ class DynaDiff(nn.Module):
         g = torch.Generator().manual_seed(seed) if seed is not None else None
         null = {"drop_prompt": torch.ones(len(prompt), dtype=torch.bool, device=prompt.device)}
         model = classifier_free_guidance(self.dit, guidance, null)
-        shape = (len(prompt), self.vae.num_nodes, self.vae.latent_dim)
+        shape = (len(prompt), self.vae.num_tokens, self.vae.latent_dim)
         z = self.diffusion.ddim_sample(
             model, shape, steps=steps, generator=g, device=prompt.device, prompt=prompt
         )

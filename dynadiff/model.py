@@ -15,18 +15,29 @@ from typing import Any, Mapping
 from .diffusion import GaussianDiffusion
 from .nn.dit import DIT_PRESETS, LatentDiT
 from .nn.prompter import DynamicsPrompter
-from .nn.vae import VAE_PRESETS, WeightVAE
+from .nn.vae import (
+    VAE_PRESETS,
+    Edges,
+    RawWeights,
+    WeightVAE,
+    default_token_size,
+    token_counts,
+)
 
 
 @dataclass(frozen=True)
 class VAEConfig:
-    """:class:`~dynadiff.nn.vae.WeightVAE` sizes: width ``D``, latent ``h``, heads, blocks ``K``."""
+    """:class:`~dynadiff.nn.vae.WeightVAE` sizes (width ``D``, latent ``h``, heads, blocks ``K``) and
+    its weight representation (``graph`` | ``sequence`` | ``message_passing``)."""
 
     internal_dim: int
     latent_dim: int
     num_heads: int
     num_layers: int
     positions: bool = True
+    representation: str = "graph"
+    token_size: int | None = None
+    global_attention: bool = True
 
 
 @dataclass(frozen=True)
@@ -110,7 +121,7 @@ class DynaDiffConfig:
             residual=bool(residual),
             env_params=tuple(env_params),
             system=system,
-            vae=VAEConfig(**{**VAE_PRESETS[v["size"]], **v["model"]}),
+            vae=_vae_config(v, node_types),
             dit=DiTConfig(
                 **{**DIT_PRESETS[d["size"]], **d["model"]}, prompt_dropout=d["prompt_dropout"]
             ),
@@ -145,9 +156,21 @@ class DynaDiffConfig:
         )
 
 
-def build_vae(cfg: DynaDiffConfig) -> WeightVAE:
-    """The weight VAE (freshly initialised)."""
-    return WeightVAE(list(cfg.node_types), **asdict(cfg.vae))
+def _vae_config(v: Mapping[str, Any], node_types) -> VAEConfig:
+    sizes = {**VAE_PRESETS[v["size"]], **v["model"]}
+    if v["representation"] == "raw":  # the latent is a token of weights: h = the token size
+        token_size = v["token_size"] or default_token_size(node_types)
+        sizes["latent_dim"] = token_size
+        return VAEConfig(**sizes, representation="raw", token_size=token_size)
+    return VAEConfig(**sizes, representation=v["representation"], token_size=v["token_size"])
+
+
+def build_vae(cfg: DynaDiffConfig, edges: Edges | None = None) -> WeightVAE | RawWeights:
+    """The weight VAE (freshly initialised; :class:`RawWeights` for single-stage diffusion);
+    ``edges`` (``GraphLayout.edges``): needed by ``message_passing``, ignored by the others."""
+    if cfg.vae.representation == "raw":
+        return RawWeights(cfg.node_types, cfg.vae.token_size)
+    return WeightVAE(list(cfg.node_types), **asdict(cfg.vae), edges=edges)
 
 
 def build_generator(cfg: DynaDiffConfig) -> tuple[LatentDiT, DynamicsPrompter, GaussianDiffusion]:
@@ -160,6 +183,6 @@ def build_generator(cfg: DynaDiffConfig) -> tuple[LatentDiT, DynamicsPrompter, G
         num_env_params=p.num_env_params,
         propagator=p.propagator,
     )
-    counts = [n for _, n, _ in cfg.node_types]
+    counts = token_counts(cfg.node_types, cfg.vae.representation, cfg.vae.token_size)
     dit = LatentDiT(counts, cfg.vae.latent_dim, prompter.prompt_dim, **asdict(cfg.dit))
     return dit, prompter, GaussianDiffusion(**asdict(cfg.diffusion))

@@ -11,7 +11,7 @@ import math
 from typing import Any, Callable, Mapping
 
 from .nn.dit import DIT_PRESETS
-from .nn.vae import VAE_PRESETS
+from .nn.vae import REPRESENTATIONS, VAE_PRESETS
 from .zoo.build import REFERENCES
 
 STAGES = ("demo", "simulate", "zoo", "vae", "dit", "evaluate", "generate")
@@ -194,6 +194,12 @@ def _generator(c: _Checker) -> None:
         c.int_min(f"generator.{part}.log_every", 1)
         c.int_min(f"generator.{part}.ckpt_every", 1)
     c.choice("generator.vae.size", sorted(VAE_PRESETS))
+    c.choice("generator.vae.representation", REPRESENTATIONS)
+    c.check(
+        "generator.vae.token_size",
+        lambda v: v is None or (_is_int(v) and v >= 1),
+        "null or an integer >= 1",
+    )
     c.choice("generator.dit.size", sorted(DIT_PRESETS))
     c.int_min("generator.vae.probe_frames", 1)
     for k in ("beta", "recon_weight", "func_weight"):
@@ -224,6 +230,9 @@ def _generator(c: _Checker) -> None:
     )
     c.choice("stage", STAGES)
     c.int_min("seeds", 1)
+    c.int_min("repeat", 0)
+    if c.get("seeds") != 1 and c.get("repeat") not in (0, _MISSING):
+        c.problems.append("repeat: set seeds=N or repeat=k, not both (seeds=N runs repeats 0..N-1)")
     c.check(
         "baselines_in_demo",
         lambda v: set(v) <= set(REFERENCES),

@@ -23,7 +23,7 @@ from weightgraph.normalize import Normalizer
 from ..data.dataset import Dataset
 from ..distributed import SINGLE, World
 from ..model import DynaDiffConfig, build_vae
-from ..nn.vae import WeightVAE, kl_divergence, reconstruction_error
+from ..nn.vae import RawWeights, WeightVAE, kl_divergence, reconstruction_error
 from ..zoo.archive import ZooArchive
 from .loop import LoopConfig, train
 
@@ -88,7 +88,7 @@ def train_vae(
     device: torch.device | str = "cpu",
     key: Any = None,
     world: World = SINGLE,
-) -> tuple[WeightVAE, Normalizer, dict[str, float]]:
+) -> tuple[WeightVAE | RawWeights, Normalizer, dict[str, float]]:
     """Train (or resume) the VAE on ``device``; returns the model (on the CPU), the feature normaliser and
     final metrics.
 
@@ -102,7 +102,7 @@ def train_vae(
     normalizer = Normalizer.fit_stacked(archive.layout, archive.features)
     feats_n = {k: v.float() for k, v in normalizer.transform(archive.features).items()}
     torch.manual_seed(cfg["seed"])
-    vae = build_vae(model_cfg).to(device)
+    vae = build_vae(model_cfg, archive.layout.edges).to(device)
     on_device = normalizer.to(device)
     template = (
         archive.template if device.type == "cpu" else copy.deepcopy(archive.template).to(device)
@@ -131,17 +131,20 @@ def train_vae(
         return {**terms, "loss": loss}
 
     t0 = time.perf_counter()
-    train(
-        vae,
-        loss_fn,
-        LoopConfig.from_section(cfg, "constant"),
-        g,
-        checkpoint=out / "vae_last.pt",
-        key={"config": dict(cfg), "inputs": key},
-        log_dir=out / "vae_log",
-        desc="train VAE" if progress else None,
-        world=world,
-    )
+    if any(
+        True for _ in vae.parameters()
+    ):  # RawWeights (single-stage diffusion) has nothing to train
+        train(
+            vae,
+            loss_fn,
+            LoopConfig.from_section(cfg, "constant"),
+            g,
+            checkpoint=out / "vae_last.pt",
+            key={"config": dict(cfg), "inputs": key},
+            log_dir=out / "vae_log",
+            desc="train VAE" if progress else None,
+            world=world,
+        )
     vae.eval().cpu()
     metrics = evaluate_vae(vae, archive, normalizer, feats_n, probes)
     metrics["train_seconds"] = time.perf_counter() - t0
