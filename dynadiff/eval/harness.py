@@ -300,6 +300,12 @@ def summary_lines(results: Mapping[str, Any]) -> list[str]:
             f"VAE: weight-space MSE {v['weight_mse']:.3e}, function-space relative MSE "
             f"{v['function_rel_mse']:.3e}"
         )
+    if results.get("generator"):
+        g = results["generator"]
+        lines.append(
+            f"generator: {g['representation']} representation, {g['tokens']} tokens per expert; "
+            f"parameters VAE {g['vae_params']:,}, DiT {g['dit_params']:,}, prompter {g['prompter_params']:,}"
+        )
     if "dynadiff" in results.get("timing", {}) and results.get("ddim_steps"):
         lines.append(
             f"generation: {results['timing']['dynadiff']['adapt_s_mean']:.3f} s per expert "

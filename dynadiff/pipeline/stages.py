@@ -254,7 +254,7 @@ def generator(run: Run, data: Dataset, archive: ZooArchive) -> DynaDiff:
             return DynaDiff.load(path)
         config = model_config(run, data, archive)
         bundle = load_torch(run.layout.vae)
-        vae_net = build_vae(config)
+        vae_net = build_vae(config, archive.layout.edges)
         vae_net.load_state_dict(bundle["model"])
         vae_net.eval()
         normalizer = Normalizer.from_state_dict(archive.layout, bundle["normalizer"])
@@ -336,18 +336,41 @@ def evaluate(
         "split_seed": run.cfg["system"]["split"]["seed"],
         "zoo_seed": run.cfg["zoo"]["seed"],
         "generator_seeds": [run.cfg["generator"][k]["seed"] for k in ("vae", "dit")],
+        "variant": run.layout.variant,
     }
     results["ddim_steps"] = sample["ddim_steps"]
     results["vae"] = model.meta.get("vae_metrics")
     results["prompt_env_mae"] = prompt_env_mae(model, data, int(ecfg["obs_len"]))
     results["identifiability"] = identifiability(data, int(ecfg["obs_len"]))
     results["training"] = builder.training_record(tuple(references))
+    results["generator"] = generator_record(run, model)
     results["timing"]["stages_s"] = {**(timings or {}), "evaluate": time.perf_counter() - t}
     save_results(results, run.run_dir)
     save_figures(results, methods, data, run.run_dir)
     print(markdown_table(results))
     print("\n".join(summary_lines(results)))
     return results
+
+
+def generator_record(run: Run, model: DynaDiff) -> dict[str, Any]:
+    """The generator's representation, size (tokens per expert, parameters of each network) and the
+    training seconds of its two stages (from their stage records)."""
+
+    def params(net: torch.nn.Module) -> int:
+        return sum(p.numel() for p in net.parameters())
+
+    seconds = {}
+    for part, artifact in (("vae", run.layout.vae), ("dit", run.layout.model)):
+        rec = read_json(_record(artifact)) or {}
+        seconds[f"{part}_train_seconds"] = rec.get("inputs", {}).get("train_seconds")
+    return {
+        "representation": model.config.vae.representation,
+        "tokens": model.vae.num_tokens,
+        "vae_params": params(model.vae),
+        "dit_params": params(model.dit),
+        "prompter_params": params(model.prompter),
+        **seconds,
+    }
 
 
 def generate(run: Run, data: Dataset, model: DynaDiff) -> list[str]:
@@ -416,6 +439,10 @@ def run_pipeline(run: Run, stage: str = "demo") -> dict[str, Any]:
     seed (:func:`with_seed`) and ``report.md`` gathers them (mean +- std across seeds)."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; choose from {list(STAGES)}")
+    if (
+        run.cfg.get("repeat", 0) > 0
+    ):  # one repeat of a seeds=N run, as its own job (dynadiff-bench, sweeps)
+        run = with_seed(run, run.cfg["repeat"], own_dir=False)
     if run.cfg["seeds"] > 1:
         from ..eval.report import main as report
 
@@ -463,19 +490,21 @@ def run_pipeline(run: Run, stage: str = "demo") -> dict[str, Any]:
     return result
 
 
-def with_seed(run: Run, k: int) -> Run:
+def with_seed(run: Run, k: int, own_dir: bool = True) -> Run:
     """Repeat ``k`` of a run: its own data seed, seen/unseen split, zoo and generator seeds (each the
     configured one + ``k``), its own artifacts (``.../seed_<k>`` below the data, zoo and model
-    directories; repeat 0 uses the plain ones) and its own results directory."""
+    directories; repeat 0 uses the plain ones) and (``own_dir``) its own results directory below the
+    run's."""
     cfg = copy.deepcopy(run.cfg)
-    cfg["seeds"] = 1
+    cfg["seeds"], cfg["repeat"] = 1, 0
     cfg["data_seed"] += k
     cfg["system"]["split"]["seed"] += k
     cfg["zoo"]["seed"] += k
     for part in ("vae", "dit"):
         cfg["generator"][part]["seed"] += k
     layout = dataclasses.replace(run.layout, variant=f"seed_{k}" if k else "")
-    return dataclasses.replace(run, cfg=cfg, layout=layout, run_dir=run.run_dir / f"seed_{k}")
+    run_dir = run.run_dir / f"seed_{k}" if own_dir else run.run_dir
+    return dataclasses.replace(run, cfg=cfg, layout=layout, run_dir=run_dir)
 
 
 def _stopwatch(timings: dict[str, float]) -> Callable[[str], None]:
