@@ -95,7 +95,9 @@ class Suite:
     description: str = ""
 
     @classmethod
-    def load(cls, name_or_path: str) -> Suite:
+    def load(cls, name_or_path: str, preset: str | None = None) -> Suite:
+        """A suite file; ``preset`` (default: the file's) also applies the file's ``presets.<preset>``
+        block, which redefines variants whose values make no sense at that preset."""
         path = Path(name_or_path)
         if not path.suffix:
             path = SUITES / f"{name_or_path}.yaml"
@@ -107,8 +109,29 @@ class Suite:
         for key in ("systems", "variants"):
             if not raw.get(key):
                 raise ValueError(f"{where}: '{key}' is missing or empty")
+        preset = preset or raw.get("preset", "small")
+        unknown = set(raw) - {
+            "name",
+            "description",
+            "systems",
+            "seeds",
+            "preset",
+            "overrides",
+            "system_overrides",
+            "reference",
+            "plots",
+            "variants",
+            "presets",
+        }
+        if unknown:
+            raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
+        redefined = (raw.get("presets") or {}).get(preset) or {}
+        if set(redefined) - set(raw["variants"]):
+            raise ValueError(
+                f"{where}: presets.{preset} redefines variants the suite does not have"
+            )
         variants = []
-        for vname, spec in raw["variants"].items():
+        for vname, spec in {**raw["variants"], **redefined}.items():
             spec = spec or {}
             unknown = set(spec) - {"overrides", "retrains", "at"}
             if unknown:
@@ -131,7 +154,7 @@ class Suite:
             name=raw.get("name", path.stem),
             systems=list(raw["systems"]),
             seeds=seeds,
-            preset=raw.get("preset", "small"),
+            preset=preset,
             variants=variants,
             reference=reference,
             overrides=[str(o) for o in raw.get("overrides", ())],
@@ -403,13 +426,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true", help="list the runs that would be launched")
     p.add_argument("--report", action="store_true", help="only tabulate finished runs")
     args, extra = p.parse_known_args(argv)
-    suite = Suite.load(args.suite)
+    suite = Suite.load(args.suite, args.preset)
     if args.systems:
         suite.systems = args.systems.split(",")
     if args.seeds:
         suite.seeds = args.seeds
-    if args.preset:
-        suite.preset = args.preset
     out = Path(args.out) / suite.name
     if args.report:
         write_json(out / f"{suite.name}.json", tabulate(suite, out))
