@@ -191,13 +191,18 @@ def finished(path: Path, overrides: list[str]) -> bool:
     mark = path / MARK
     if not (path / "results.json").is_file() or not mark.is_file():
         return False
-    return json.loads(mark.read_text()) == sorted(overrides)
+    return json.loads(mark.read_text()) == _deciding(overrides)
+
+
+def _deciding(overrides: list[str]) -> list[str]:
+    """The overrides that decide what a run computes (``threads``/``progress`` only how it runs)."""
+    return sorted(o for o in overrides if not o.startswith(("threads=", "progress=")))
 
 
 def prepare(path: Path, overrides: list[str]) -> None:
     """Before (re)launching a repeat: drop its stale results and record what it will run with."""
     (path / "results.json").unlink(missing_ok=True)
-    write_json(path / MARK, sorted(overrides))
+    write_json(path / MARK, _deciding(overrides))
 
 
 def launch(overrides: list[str], repeats: list[int], sweep_dir: Path, launcher: str) -> int:
@@ -320,7 +325,9 @@ def tabulate(suite: Suite, out: Path) -> dict[str, Any]:
             ]
             d = _stats(diffs)
             if d is not None and v.name != suite.reference:
-                d["beyond_spread"] = bool(d["n"] > 1 and abs(d["mean"]) > d["std"])
+                # larger than its spread across seeds, and than float noise (0.1 % of the RMSE)
+                floor = 1e-3 * abs(row["rmse"]["mean"]) if row["rmse"] else 0.0
+                d["beyond_spread"] = bool(d["n"] > 1 and abs(d["mean"]) > max(d["std"], floor))
                 row["rmse_vs_reference"] = d
             row["seeds"] = sorted(runs[v.name])
             row["at"] = v.at
@@ -365,7 +372,7 @@ def markdown(suite: Suite, table: dict[str, Any]) -> str:
         lines += ["", f"References (with the reference variant's zoo): {refs}.", ""]
     lines.append(
         "Paired differences are per seed (same data, split and zoo); *beyond spread*: |mean| > std "
-        "of the paired differences across seeds."
+        "of the paired differences across seeds (and > 0.1 % of the RMSE)."
     )
     return "\n".join(lines) + "\n"
 
