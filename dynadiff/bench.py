@@ -4,7 +4,8 @@ A suite (``dynadiff/configs/bench/<name>.yaml``, or any YAML file of that form) 
 number of seeds and named **variants**, each a list of Hydra overrides of ``dynadiff demo``. Every
 (system, variant) pair runs as one Hydra multirun over ``repeat=0..seeds-1`` (repeat ``k``: data,
 split, zoo and generator seeds + ``k``), with the launcher of your choice (``--launcher basic``:
-one job after another; ``joblib``: parallel on this machine; ``slurm``: one SLURM job each).
+one job after another; ``joblib``: parallel on this machine; ``slurm``: one SLURM job each, and
+``--jobs N`` submits N variants' multiruns at once).
 
 What a variant retrains decides where its artifacts live, so that nothing is trained twice:
 
@@ -205,9 +206,9 @@ def prepare(path: Path, overrides: list[str]) -> None:
     write_json(path / MARK, _deciding(overrides))
 
 
-def launch(overrides: list[str], repeats: list[int], sweep_dir: Path, launcher: str) -> int:
-    """One Hydra multirun of ``dynadiff`` over the given repeats; returns its exit code."""
-    cmd = [
+def command(overrides: list[str], repeats: list[int], sweep_dir: Path, launcher: str) -> list[str]:
+    """One Hydra multirun of ``dynadiff`` over the given repeats."""
+    return [
         sys.executable,
         "-m",
         "dynadiff.cli.pipeline",
@@ -218,17 +219,24 @@ def launch(overrides: list[str], repeats: list[int], sweep_dir: Path, launcher: 
         f"hydra.sweep.dir={sweep_dir}",
         "hydra.sweep.subdir=seed_${repeat}",
     ]
-    print("$ " + " ".join(cmd[2:]), flush=True)
-    return subprocess.call(cmd)
 
 
 def run_suite(
-    suite: Suite, out: Path, launcher: str = "basic", extra: list[str] = (), dry_run: bool = False
+    suite: Suite,
+    out: Path,
+    launcher: str = "basic",
+    extra: list[str] = (),
+    dry_run: bool = False,
+    jobs: int = 1,
 ) -> dict[str, Any]:
-    """Run every unfinished (system, variant, repeat) of the suite, then tabulate (:func:`tabulate`)."""
+    """Run every unfinished (system, variant, repeat) of the suite, then tabulate (:func:`tabulate`).
+
+    ``jobs``: multiruns in flight at once (one per system and variant; on SLURM, > 1 submits every
+    variant at once; runs that share a zoo wait on its lock, then reuse it)."""
     out = Path(out)
     t0 = time.perf_counter()
-    launched, reused, failed = 0, 0, []
+    pending: list[tuple[str, list[str]]] = []
+    reused = launched = 0
     for system in suite.systems:
         for variant in suite.variants:
             overrides = job_overrides(suite, system, variant, list(extra))
@@ -238,17 +246,28 @@ def run_suite(
                 if not finished(run_dir(out, system, variant, k), overrides)
             ]
             reused += suite.seeds - len(todo)
+            launched += len(todo)
             if not todo:
                 continue
-            launched += len(todo)
             if dry_run:
                 print(f"would run {system}/{variant.name} repeats {todo}")
                 continue
             for k in todo:
                 prepare(run_dir(out, system, variant, k), overrides)
-            sweep = out / system / variant.name
-            if launch(overrides, todo, sweep, launcher) != 0:
-                failed.append(f"{system}/{variant.name}")
+            cmd = command(overrides, todo, out / system / variant.name, launcher)
+            pending.append((f"{system}/{variant.name}", cmd))
+    failed, running = [], []
+    while pending or running:
+        while pending and len(running) < max(1, jobs):
+            name, cmd = pending.pop(0)
+            print("$ " + " ".join(cmd[2:]), flush=True)
+            running.append((name, subprocess.Popen(cmd)))
+        time.sleep(0.2)
+        for name, proc in list(running):
+            if proc.poll() is not None:
+                running.remove((name, proc))
+                if proc.returncode != 0:
+                    failed.append(name)
     wall = time.perf_counter() - t0
     print(f"{suite.name}: {launched} runs launched, {reused} reused, {wall:.0f} s")
     if failed:
@@ -257,6 +276,7 @@ def run_suite(
         return {}
     result = tabulate(suite, out)
     result["wall_seconds"] = {"this_invocation": wall, "launched": launched, "reused": reused}
+    result["failed"] = failed
     write_json(out / f"{suite.name}.json", result)
     return result
 
@@ -430,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, help="seeds (default: the suite's)")
     p.add_argument("--preset", help="preset (default: the suite's)")
     p.add_argument("--launcher", default="basic", help="basic | joblib | slurm | submitit_local")
+    p.add_argument("--jobs", type=int, default=1, help="multiruns in flight at once (SLURM: many)")
     p.add_argument("--dry-run", action="store_true", help="list the runs that would be launched")
     p.add_argument("--report", action="store_true", help="only tabulate finished runs")
     args, extra = p.parse_known_args(argv)
@@ -441,11 +462,12 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) / suite.name
     if args.report:
         write_json(out / f"{suite.name}.json", tabulate(suite, out))
+        result = {}
     else:
-        run_suite(suite, out, args.launcher, extra, args.dry_run)
+        result = run_suite(suite, out, args.launcher, extra, args.dry_run, args.jobs)
     if not args.dry_run:
         print((out / f"{suite.name}.md").read_text())
-    return 0
+    return 1 if result.get("failed") else 0
 
 
 if __name__ == "__main__":  # pragma: no cover
