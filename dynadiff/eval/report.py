@@ -22,8 +22,12 @@ from .harness import METHOD_ORDER
 
 
 def gather(runs: Path) -> dict[str, list[dict[str, Any]]]:
-    """``{"<system>/<preset>": [results, ...]}`` of every results.json with a ``run`` record."""
-    groups: dict[str, list[dict[str, Any]]] = {}
+    """``{"<system>/<preset>": [results, ...]}`` of every results.json with a ``run`` record.
+
+    Only repeats of one experiment (the same ``run.setup``: the config without its seeds) share a
+    group; where one system and preset has several setups (e.g. benchmark variants), each is its
+    own group, ``<system>/<preset>/<setup>``."""
+    found: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {}
     for path in sorted(runs.rglob("results.json")):
         try:
             r = json.loads(path.read_text())
@@ -33,7 +37,13 @@ def gather(runs: Path) -> dict[str, list[dict[str, Any]]]:
         if not info:
             continue
         r["_path"] = str(path)
-        groups.setdefault(f"{info['system']}/{info['preset']}", []).append(r)
+        setups = found.setdefault((info["system"], info["preset"]), {})
+        setups.setdefault(info.get("setup", ""), []).append(r)
+    groups = {}
+    for (system, preset), setups in found.items():
+        for setup, members in setups.items():
+            label = f"{system}/{preset}" + (f"/{setup[:6]}" if len(setups) > 1 else "")
+            groups[label] = members
     return groups
 
 

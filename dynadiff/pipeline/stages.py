@@ -18,7 +18,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ContextManager
+from typing import Any, Callable, ContextManager, Mapping
 
 import torch
 
@@ -337,6 +337,7 @@ def evaluate(
         "zoo_seed": run.cfg["zoo"]["seed"],
         "generator_seeds": [run.cfg["generator"][k]["seed"] for k in ("vae", "dit")],
         "variant": run.layout.variant,
+        "setup": setup_digest(run.cfg),
     }
     results["ddim_steps"] = sample["ddim_steps"]
     results["vae"] = model.meta.get("vae_metrics")
@@ -350,6 +351,39 @@ def evaluate(
     print(markdown_table(results))
     print("\n".join(summary_lines(results)))
     return results
+
+
+SEED_KEYS = (
+    "data_seed",
+    "system.split.seed",
+    "zoo.seed",
+    "generator.vae.seed",
+    "generator.dit.seed",
+)
+HOW_KEYS = (
+    "seeds",
+    "repeat",
+    "threads",
+    "progress",
+    "device",
+    "paths",
+    "stage",
+    "generate",
+    "name",
+)
+
+
+def setup_digest(cfg: Mapping[str, Any]) -> str:
+    """What a run computes, without its seeds and how or where it ran: repeats of one experiment
+    share it, so ``dynadiff report`` averages them and nothing else (12 hex digits)."""
+    c = copy.deepcopy(dict(cfg))
+    for key in (*SEED_KEYS, *HOW_KEYS):
+        *parents, last = key.split(".")
+        node = c
+        for p in parents:
+            node = node.get(p, {})
+        node.pop(last, None)
+    return digest(c)[:12]
 
 
 def generator_record(run: Run, model: DynaDiff) -> dict[str, Any]:

@@ -129,9 +129,9 @@ def test_report_gathers_runs_into_one_table(tmp_path, capsys):
 
     from dynadiff.eval.report import main as report
 
-    def write(sub, system, na, dd, ope=0.1):
+    def write(sub, system, na, dd, ope=0.1, setup="s1"):
         res = _results(na, ope, dd)
-        res["run"] = {"system": system, "preset": "small"}
+        res["run"] = {"system": system, "preset": "small", "setup": setup}
         res["gap_closure"] = {"out_domain": gap_closure(res)}
         (tmp_path / sub).mkdir(parents=True)
         (tmp_path / sub / "results.json").write_text(json.dumps(res))
@@ -148,6 +148,12 @@ def test_report_gathers_runs_into_one_table(tmp_path, capsys):
     summary = json.loads((tmp_path / "report.json").read_text())
     assert summary["lambda_omega/small"]["gap_closure"][0] == pytest.approx(0.85)
     assert (tmp_path / "report.png").exists()
+    # another experiment on the same system (e.g. a benchmark variant) is not averaged in
+    write("d/1", "lambda_omega", 0.3, 0.30, setup="s2abcdef")
+    assert report([str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "report.json").read_text())
+    assert summary["lambda_omega/small/s1"]["rmse"]["dynadiff"][:2] == pytest.approx([0.13, 0.01])
+    assert summary["lambda_omega/small/s2abcd"]["rmse"]["dynadiff"][2] == 1
 
 
 def test_rollouts_can_start_after_the_observed_frames(tmp_path):

@@ -312,3 +312,14 @@ def test_training_stops_at_a_validation_plateau_and_keeps_the_best_weights():
         out["best_step"] == 30 and out["steps"] == 60
     )  # best at the 3rd check, 3 checks without gain
     assert torch.equal(net.weight, seen[2])  # the weights of the best check, not the last step
+
+
+def test_repeats_share_a_setup_digest_and_other_experiments_do_not(tmp_path):
+    from dynadiff.pipeline.stages import setup_digest, with_seed
+
+    run = Run(tiny_config(), tiny_layout(tmp_path), progress=False)
+    base = setup_digest(run.cfg)
+    assert setup_digest(with_seed(run, 2).cfg) == base  # other data, split, zoo, generator seeds
+    assert setup_digest(tiny_config("threads=1", "progress=false", "repeat=1")) == base
+    assert setup_digest(tiny_config("generator.vae.representation=sequence")) != base
+    assert setup_digest(tiny_config("zoo.n_experts=1")) != base
