@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from .eval.figures import pyplot
 from .io import write_json, write_text
 
 SUITES = Path(__file__).parent / "configs" / "bench"
@@ -399,11 +400,7 @@ def markdown(suite: Suite, table: dict[str, Any]) -> str:
 
 def figure(suite: Suite, table: dict[str, Any], plot: str, path: Path) -> Path | None:
     """Out-domain RMSE (mean ± std across seeds) against the plot's axis, one line per system."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.2, 3.2))
     drawn = False
     for system, t in table["systems"].items():

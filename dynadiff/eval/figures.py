@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend (imported on first use)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -20,7 +21,7 @@ def _plt():
 
 def error_curves(results: Mapping[str, Any], path: str | Path) -> Path:
     """RMSE per rollout step for every method, one panel per domain."""
-    plt = _plt()
+    plt = pyplot()
     domains = [
         d for d in ("in_domain", "out_domain") if any(d in r for r in results["methods"].values())
     ]
@@ -51,7 +52,7 @@ def rollout_figure(
     title: str = "",
 ) -> Path:
     """Rows: truth, then (prediction, error) per method; columns: a few rollout steps. Fields ``(T, C, H, W)``."""
-    plt = _plt()
+    plt = pyplot()
     t = truth.shape[0]
     steps = steps or tuple(sorted({0, t // 4, t // 2, t - 1}))
     rows = 1 + 2 * len(preds)
@@ -92,7 +93,7 @@ def environment_map(
     params = results["env_params"]
     if len(params) != 2:
         return None
-    plt = _plt()
+    plt = pyplot()
     envs = results["environments"]
     r = results["methods"][method]
     values = {

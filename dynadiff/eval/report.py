@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..io import write_json, write_text
+from .figures import pyplot
 from .harness import METHOD_ORDER
 
 
@@ -108,11 +109,7 @@ def markdown(summary: dict[str, Any], domain: str = "out_domain") -> str:
 
 
 def figure(summary: dict[str, Any], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     groups = list(summary)
     methods = sorted(
         {m for g in summary.values() for m in g["rmse"]},
