@@ -42,6 +42,19 @@ from .io import write_json, write_text
 
 SUITES = Path(__file__).parent / "configs" / "bench"
 RETRAINS = ("eval", "generator", "zoo")
+SUITE_KEYS = (
+    "name",
+    "description",
+    "systems",
+    "seeds",
+    "preset",
+    "overrides",
+    "system_overrides",
+    "reference",
+    "plots",
+    "variants",
+    "presets",
+)
 _ZOO_KEYS = ("zoo.", "system.", "expert.", "name=")
 _EVAL_KEYS = ("eval.", "generator.sample.", "baselines_in_demo=")
 
@@ -108,23 +121,13 @@ class Suite:
             raise FileNotFoundError(f"no suite {name_or_path!r}: a YAML file, or one of {known}")
         raw = yaml.safe_load(path.read_text()) or {}
         where = f"suite {path}"
+        if not isinstance(raw, dict):
+            raise ValueError(f"{where}: must be a mapping of {list(SUITE_KEYS)}")
         for key in ("systems", "variants"):
             if not raw.get(key):
                 raise ValueError(f"{where}: '{key}' is missing or empty")
         preset = preset or raw.get("preset", "small")
-        unknown = set(raw) - {
-            "name",
-            "description",
-            "systems",
-            "seeds",
-            "preset",
-            "overrides",
-            "system_overrides",
-            "reference",
-            "plots",
-            "variants",
-            "presets",
-        }
+        unknown = set(raw) - set(SUITE_KEYS)
         if unknown:
             raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
         redefined = (raw.get("presets") or {}).get(preset) or {}

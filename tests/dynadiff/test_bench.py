@@ -33,6 +33,8 @@ def test_built_in_suites_load(name):
     "text, match",
     [
         ("systems: [lambda_omega]\n", "'variants' is missing"),
+        ("- a\n- b\n", "must be a mapping"),
+        ("systems: [a]\nvariants: {x: {}}\nseed: 3\n", "unknown keys"),
         ("systems: [a]\nvariants: {x: {overide: []}}\n", "unknown keys"),
         ("systems: [a]\nvariants: {x: {at: {L: 1}}}\n", "undeclared plot"),
         ("systems: [a]\nreference: y\nvariants: {x: {}}\n", "reference 'y'"),
