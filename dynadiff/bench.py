@@ -364,6 +364,7 @@ def tabulate(suite: Suite, out: Path) -> dict[str, Any]:
         }
         table["systems"][system] = {"variants": rows, "references": references}
     write_text(out / f"{suite.name}.md", markdown(suite, table))
+    bars(suite, table, out / f"{suite.name}.png")
     for plot in suite.plots:
         figure(suite, table, plot, out / f"{suite.name}_{plot}.png")
     return table
@@ -399,6 +400,37 @@ def markdown(suite: Suite, table: dict[str, Any]) -> str:
         "of the paired differences across seeds (and > 0.1 % of the RMSE)."
     )
     return "\n".join(lines) + "\n"
+
+
+def bars(suite: Suite, table: dict[str, Any], path: Path) -> Path:
+    """DynaDiff's out-domain RMSE per variant (mean ± std across seeds), one panel per system, with
+    Not-Adaptive and One-per-Env (the reference variant's) as dashed lines."""
+    plt = pyplot()
+    systems = list(table["systems"])
+    fig, axes = plt.subplots(
+        1,
+        len(systems),
+        figsize=(1.2 + 0.7 * len(suite.variants) * len(systems), 3.4),
+        squeeze=False,
+    )
+    for ax, system in zip(axes[0], systems, strict=True):
+        t = table["systems"][system]
+        names = list(t["variants"])
+        stats = [t["variants"][n]["rmse"] or {"mean": float("nan"), "std": 0.0} for n in names]
+        ax.bar(
+            range(len(names)), [s["mean"] for s in stats], yerr=[s["std"] for s in stats], capsize=3
+        )
+        for (ref, s), color in zip(t["references"].items(), ("tab:red", "tab:green"), strict=True):
+            if s is not None:
+                ax.axhline(s["mean"], ls="--", color=color, lw=1, label=ref)
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=7)
+        ax.set_title(f"{system} ({suite.preset})", fontsize=9)
+        ax.set_ylabel("out-domain RMSE")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def figure(suite: Suite, table: dict[str, Any], plot: str, path: Path) -> Path | None:

@@ -93,7 +93,7 @@ def test_tables_are_mean_std_across_seeds_with_paired_differences(tmp_path):
     assert table["systems"]["sys"]["references"]["one_per_env"]["mean"] == pytest.approx(0.1)
     md = (tmp_path / "t.md").read_text()
     assert "| b | 3 | 0.2700 ± 0.0265 |" in md and "0.0500 ± 0.0100 | yes |" in md
-    assert (tmp_path / "t_L.png").stat().st_size > 0
+    assert (tmp_path / "t_L.png").stat().st_size > 0 and (tmp_path / "t.png").stat().st_size > 0
     # a difference within its spread is not called real
     write_json(tmp_path / "sys" / "b" / "seed_2" / "results.json", _results(0.16))
     d = tabulate(suite, tmp_path)["systems"]["sys"]["variants"]["b"]["rmse_vs_reference"]
