@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .eval.figures import pyplot
+from .eval.figures import pyplot, save_figure
 from .io import write_json, write_text
 
 SUITES = Path(__file__).parent / "configs" / "bench"
@@ -427,10 +427,7 @@ def bars(suite: Suite, table: dict[str, Any], path: Path) -> Path:
         ax.set_title(f"{system} ({suite.preset})", fontsize=9)
         ax.set_ylabel("out-domain RMSE")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def figure(suite: Suite, table: dict[str, Any], plot: str, path: Path) -> Path | None:
@@ -464,10 +461,7 @@ def figure(suite: Suite, table: dict[str, Any], plot: str, path: Path) -> Path |
     ax.set_ylabel("out-domain RMSE (DynaDiff)")
     ax.set_title(f"{suite.name}: {plot}", fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,14 @@ import numpy as np
 import torch
 
 
+def save_figure(fig, path: str | Path) -> Path:
+    """Lay out, write (110 dpi) and close a matplotlib figure; returns the path."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    pyplot().close(fig)
+    return Path(path)
+
+
 def pyplot():
     """matplotlib.pyplot on the non-interactive Agg backend (imported on first use)."""
     import matplotlib
@@ -37,10 +45,7 @@ def error_curves(results: Mapping[str, Any], path: str | Path) -> Path:
         ax.set_ylabel("RMSE (normalised)")
         ax.set_yscale("log")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def rollout_figure(
@@ -80,10 +85,7 @@ def rollout_figure(
     for ax in axes.flat:
         ax.set_xticks([]), ax.set_yticks([])
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def environment_map(
@@ -128,10 +130,7 @@ def environment_map(
     ax.set_title(f"{method}: {metric} per environment")
     ax.legend(fontsize=8)
     fig.colorbar(im, ax=ax)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def save_figures(

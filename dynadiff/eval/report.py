@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..io import write_json, write_text
-from .figures import pyplot
+from .figures import pyplot, save_figure
 from .harness import METHOD_ORDER
 
 
@@ -130,10 +130,7 @@ def figure(summary: dict[str, Any], path: Path) -> Path:
     ax.set_xticks(np.arange(len(groups)) + 0.4 - width / 2, groups, fontsize=8)
     ax.set_ylabel("out-domain RMSE (normalised)")
     ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
