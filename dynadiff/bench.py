@@ -119,8 +119,11 @@ class Suite:
         if not path.is_file():
             known = sorted(p.stem for p in SUITES.glob("*.yaml"))
             raise FileNotFoundError(f"no suite {name_or_path!r}: a YAML file, or one of {known}")
-        raw = yaml.safe_load(path.read_text()) or {}
         where = f"suite {path}"
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"{where}: not valid YAML ({str(e).splitlines()[0]})") from None
         if not isinstance(raw, dict):
             raise ValueError(f"{where}: must be a mapping of {list(SUITE_KEYS)}")
         for key in ("systems", "variants"):
@@ -480,7 +483,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true", help="list the runs that would be launched")
     p.add_argument("--report", action="store_true", help="only tabulate finished runs")
     args, extra = p.parse_known_args(argv)
-    suite = Suite.load(args.suite, args.preset)
+    try:
+        suite = Suite.load(args.suite, args.preset)
+    except (OSError, ValueError) as e:  # a bad suite file: one line, no traceback
+        print(f"dynadiff-bench: error: {e}".replace("\n", " "), file=sys.stderr)
+        return 2
     if args.systems:
         suite.systems = args.systems.split(",")
     if args.seeds:

@@ -48,6 +48,15 @@ def test_bad_suite_files_are_refused_with_the_reason(tmp_path, text, match):
         Suite.load(str(path))
 
 
+def test_the_command_line_names_a_bad_suite_in_one_line(tmp_path, capsys):
+    assert main(["no_such_suite"]) == 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("systems: [a]\nvariants: {x: [}\n")  # not YAML
+    assert main([str(bad)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and "no suite 'no_such_suite'" in lines[0] and "bad.yaml" in lines[1]
+
+
 def _results(rmse: float, seconds: float = 10.0) -> dict:
     dom = {"rmse": rmse, "ssim": 0.9}
     return {
