@@ -289,6 +289,8 @@ def run_suite(
 
 
 # ---------------------------------------------------------------------- tables
+# methods drawn as lines next to DynaDiff (nearest_seen: the oracle ceiling without interpolation)
+REFERENCES = {"not_adaptive": "tab:red", "one_per_env": "tab:green", "nearest_seen": "tab:purple"}
 METRICS = {  # label -> how to read it from a results.json (DynaDiff, out-domain)
     "rmse": lambda r: r["methods"]["dynadiff"]["out_domain"]["rmse"],
     "ssim": lambda r: r["methods"]["dynadiff"]["out_domain"]["ssim"],
@@ -363,7 +365,7 @@ def tabulate(suite: Suite, out: Path) -> dict[str, Any]:
             m: _stats(
                 [r["methods"].get(m, {}).get("out_domain", {}).get("rmse") for r in ref.values()]
             )
-            for m in ("not_adaptive", "one_per_env")
+            for m in REFERENCES
         }
         table["systems"][system] = {"variants": rows, "references": references}
     write_text(out / f"{suite.name}.md", markdown(suite, table))
@@ -396,7 +398,7 @@ def markdown(suite: Suite, table: dict[str, Any]) -> str:
                 f"{_cell(row['vae_function_err'], 6)} | {_cell(row['generator_s'], 0)} | "
                 f"{_cell(row['job_s'], 0)} |"
             )
-        refs = ", ".join(f"{m} {_cell(s)}" for m, s in t["references"].items())
+        refs = ", ".join(f"{m} {_cell(s)}" for m, s in t["references"].items() if s)
         lines += ["", f"References (with the reference variant's zoo): {refs}.", ""]
     lines.append(
         "Paired differences are per seed (same data, split and zoo); *beyond spread*: |mean| > std "
@@ -407,7 +409,7 @@ def markdown(suite: Suite, table: dict[str, Any]) -> str:
 
 def bars(suite: Suite, table: dict[str, Any], path: Path) -> Path:
     """DynaDiff's out-domain RMSE per variant (mean ± std across seeds), one panel per system, with
-    Not-Adaptive and One-per-Env (the reference variant's) as dashed lines."""
+    the reference variant's references (:data:`REFERENCES`) as dashed lines."""
     plt = pyplot()
     systems = list(table["systems"])
     fig, axes = plt.subplots(
@@ -423,9 +425,9 @@ def bars(suite: Suite, table: dict[str, Any], path: Path) -> Path:
         ax.bar(
             range(len(names)), [s["mean"] for s in stats], yerr=[s["std"] for s in stats], capsize=3
         )
-        for (ref, s), color in zip(t["references"].items(), ("tab:red", "tab:green"), strict=True):
+        for ref, s in t["references"].items():
             if s is not None:
-                ax.axhline(s["mean"], ls="--", color=color, lw=1, label=ref)
+                ax.axhline(s["mean"], ls="--", color=REFERENCES[ref], lw=1, label=ref)
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=7)
         ax.set_title(f"{system} ({suite.preset})", fontsize=9)
         ax.set_ylabel("out-domain RMSE")

@@ -8,7 +8,7 @@ future = model.predict(observations, horizon=100)                         # roll
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -163,6 +163,17 @@ class DynaDiff(nn.Module):
         """
         feats = self.generate_features(observations, num_samples, steps, seed, guidance, normalized)
         return [wg.to_module(g, self.template).eval() for g in self.layout.graphs_from_stack(feats)]
+
+    @torch.no_grad()
+    def decode_mean_latent(self, features: Mapping[str, Tensor]) -> nn.Module:
+        """The expert decoded from the mean VAE latent of ``n`` experts with weight features
+        ``{key: (n, N_t, D_t)}`` (as the zoo stores them): the centre of their cluster in latent space."""
+        device = self.field_mean.device
+        feats = {k: v.float().to(device) for k, v in self.normalizer.transform(features).items()}
+        mu, _ = self.vae.encode(feats)  # (n, T, h)
+        decoded = self.vae.decode(mu.mean(0, keepdim=True))
+        out = self.normalizer.inverse({k: v.cpu() for k, v in decoded.items()})
+        return wg.to_module(self.layout.graphs_from_stack(out)[0], self.template).eval()
 
     @torch.no_grad()
     def estimate_environment(self, observations: Tensor, normalized: bool = False) -> Tensor:

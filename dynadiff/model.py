@@ -54,13 +54,14 @@ class DiTConfig:
 
 @dataclass(frozen=True)
 class PrompterConfig:
-    """:class:`~dynadiff.nn.prompter.DynamicsPrompter`: GRU width, Fourier modes, the propagator
-    statistic, and the auxiliary head's size (``num_env_params``, 0: none)."""
+    """:class:`~dynadiff.nn.prompter.DynamicsPrompter`: GRU width, Fourier modes, the propagator and
+    tendency statistics, and the auxiliary head's size (``num_env_params``, 0: none)."""
 
     hidden: int
     modes: int
     propagator: bool
     num_env_params: int
+    tendency_degree: int = 0  # 0 in models saved before the tendency statistic existed
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,7 @@ class DynaDiffConfig:
                 pc["modes"],
                 pc["propagator"],
                 len(env_params) if d["aux_weight"] > 0 else 0,
+                int(pc["tendency_degree"]),
             ),
             diffusion=DiffusionConfig(**d["diffusion"]),
         )
@@ -182,6 +184,7 @@ def build_generator(cfg: DynaDiffConfig) -> tuple[LatentDiT, DynamicsPrompter, G
         modes=p.modes,
         num_env_params=p.num_env_params,
         propagator=p.propagator,
+        tendency_degree=p.tendency_degree,
     )
     counts = token_counts(cfg.node_types, cfg.vae.representation, cfg.vae.token_size)
     dit = LatentDiT(counts, cfg.vae.latent_dim, prompter.prompt_dim, **asdict(cfg.dit))

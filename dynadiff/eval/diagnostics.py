@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..data.dataset import Dataset
+from ..data.environments import Manifest
 
 DOMAINS = ("in_domain", "out_domain")
 
@@ -25,3 +27,41 @@ def prompt_env_mae(model, data: Dataset, obs_len: int) -> dict[str, Any] | None:
             truth = torch.tensor([[m.environments[e][p] for p in m.env_params] for e in envs])
             out[domain] = (model.estimate_environment(obs).cpu() - truth).abs().mean(0).tolist()
     return out
+
+
+def nearest_seen(manifest: Manifest) -> list[int]:
+    """For every environment, the nearest seen environment in parameter space (itself when seen).
+
+    Each parameter is measured in units of its range over the grid; a parameter whose grid excludes
+    its endpoint (a phase: ``s = 1`` is ``s = 0``) is compared around its period.
+    """
+    params = np.array([manifest.params(i) for i in range(len(manifest.environments))], dtype=float)
+    span = np.ptp(params, axis=0)
+    span[span == 0] = 1.0
+    period = np.full(params.shape[1], np.inf)
+    for j, name in enumerate(manifest.env_params):
+        spec = manifest.config.get("environments", {}).get(name, {})
+        if spec.get("endpoint", True) is False and "stop" in spec:
+            period[j] = float(spec["stop"]) - float(spec["start"])
+    seen = np.asarray(manifest.seen)
+    diff = np.abs(params[:, None, :] - params[None, seen, :])  # (E, S, P)
+    diff = np.minimum(diff, period - diff) / span
+    return [int(seen[i]) for i in np.argmin((diff**2).sum(-1), axis=1)]
+
+
+def nearest_seen_method(model, archive, manifest: Manifest):
+    """The ceiling of generation without interpolation, as a harness method (an oracle: it is told the
+    true environment parameters): the expert decoded from the mean VAE latent of the zoo experts of
+    the nearest seen environment (:func:`nearest_seen`). DynaDiff below it interpolates between seen
+    environments; above it, its prompt or sampling loses what the zoo holds."""
+    nearest, cache = nearest_seen(manifest), {}
+
+    def adapt(env: int, obs: torch.Tensor):
+        s = nearest[env]
+        if s not in cache:
+            rows = (archive.env_index == s).nonzero().flatten()
+            feats = {k: v[rows] for k, v in archive.features.items()}
+            cache[s] = model.predictor(model.decode_mean_latent(feats).to(model.field_mean.device))
+        return cache[s]
+
+    return adapt

@@ -274,6 +274,11 @@ def summary_lines(results: Mapping[str, Any]) -> list[str]:
                 f"{d} {v:.2f}" if v is not None else f"{d} n/a" for d, v in results[key].items()
             )
             lines.append(f"{label}: " + ", ".join(values))
+    if "nearest_seen" in results["methods"]:
+        lines.append(
+            "nearest_seen is an oracle told the true parameters: the decoded mean latent of the "
+            "nearest seen environment's zoo experts (generation without interpolation)"
+        )
     for name, t in (results.get("training") or {}).items():
         parts = [f"{t['models']} x {t['params_per_model']:,} parameters"]
         if "best_step_mean" in t and t["best_step_min"] < t["steps_max"]:  # stopped at a plateau

@@ -3,9 +3,9 @@
 A ridge regression of the environment parameters on the prompter's closed-form statistics is fitted
 on windows of the seen environments' training trajectories and scored on the first ``L`` frames of
 held-out test trajectories, of seen and of unseen environments. It is reported for the paper's 8
-statistics and for the 8 statistics plus the channel propagator, next to the error of always
-predicting the mean: a parameter the statistics cannot read from ``L`` frames stays at that baseline,
-whatever the generator does.
+statistics, for the 8 statistics plus the channel propagator, and for those plus the tendency fit,
+next to the error of always predicting the mean: a parameter the statistics cannot read from ``L``
+frames stays at that baseline, whatever the generator does.
 """
 
 from __future__ import annotations
@@ -16,16 +16,21 @@ import torch
 from torch import Tensor
 
 from ..data.dataset import Dataset
-from ..nn.prompter import frame_statistics, propagator, temporal_mean_and_trend
-
-FEATURES = {"paper 8": False, "8 + propagator": True}
+from ..nn.prompter import explicit_statistics
 
 
-def statistics(obs: Tensor, with_propagator: bool) -> Tensor:
+def feature_sets(tendency_degree: int) -> dict[str, tuple[bool, int]]:
+    """Name -> (with propagator, tendency degree) of the statistics the diagnostic compares."""
+    sets = {"paper 8": (False, 0), "8 + propagator": (True, 0)}
+    if tendency_degree:
+        sets[f"8 + propagator + tendency (degree {tendency_degree})"] = (True, tendency_degree)
+    return sets
+
+
+def statistics(obs: Tensor, with_propagator: bool, tendency_degree: int = 0) -> Tensor:
     """``obs (B, L, ...) -> (B, F)`` closed-form prompt statistics."""
     lengths = torch.full((obs.shape[0],), obs.shape[1])
-    stats = temporal_mean_and_trend(frame_statistics(obs), lengths)
-    return torch.cat([stats, propagator(obs, lengths)], -1) if with_propagator else stats
+    return explicit_statistics(obs, lengths, with_propagator, tendency_degree)
 
 
 def _windows(data: Dataset, envs: list[int], obs_len: int, stride: int) -> tuple[Tensor, Tensor]:
@@ -50,7 +55,7 @@ def _test_windows(data: Dataset, envs: list[int], obs_len: int) -> tuple[Tensor,
 
 
 def identifiability(
-    data: Dataset, obs_len: int, stride: int = 5, ridge: float = 1e-3
+    data: Dataset, obs_len: int, stride: int = 5, ridge: float = 1e-3, tendency_degree: int = 1
 ) -> dict[str, Any]:
     """Held-out mean absolute error of each environment parameter read from the prompt statistics.
 
@@ -70,8 +75,8 @@ def identifiability(
         "obs_len": obs_len,
         "mean_baseline": {d: (y - y_mean).abs().mean(0).tolist() for d, (_, y) in tests.items()},
     }
-    for name, with_prop in FEATURES.items():
-        f_train = statistics(x_train, with_prop).double()
+    for name, spec in feature_sets(tendency_degree).items():
+        f_train = statistics(x_train, *spec).double()
         mu, sd = f_train.mean(0), f_train.std(0).clamp_min(1e-12)
         a = torch.cat([(f_train - mu) / sd, torch.ones(len(f_train), 1, dtype=torch.double)], 1)
         reg = ridge * len(a) * torch.eye(a.shape[1], dtype=torch.double)
@@ -79,7 +84,7 @@ def identifiability(
         coef = torch.linalg.solve(a.T @ a + reg, a.T @ y_train.double())
         res = {}
         for d, (x, y) in tests.items():
-            f = (statistics(x, with_prop).double() - mu) / sd
+            f = (statistics(x, *spec).double() - mu) / sd
             pred = torch.cat([f, torch.ones(len(f), 1, dtype=torch.double)], 1) @ coef
             res[d] = (pred - y.double()).abs().mean(0).tolist()
         out[name] = res
@@ -90,7 +95,7 @@ def summary(result: dict[str, Any]) -> list[str]:
     lines = [
         f"environment from {result['obs_len']} frames (held-out ridge regression, mean abs. error):"
     ]
-    for name in ("mean_baseline", *FEATURES):
+    for name in [k for k in result if isinstance(result[k], dict)]:
         parts = [
             f"{d} " + " ".join(f"{p}={v:.3g}" for p, v in zip(result["params"], vals, strict=True))
             for d, vals in result[name].items()

@@ -28,7 +28,7 @@ from ..data.dataset import Dataset
 from ..data.simulate import simulate_dataset
 from ..data.windows import ObservationBank
 from ..distributed import SINGLE, World
-from ..eval.diagnostics import prompt_env_mae
+from ..eval.diagnostics import nearest_seen_method, prompt_env_mae
 from ..eval.figures import save_figures
 from ..eval.harness import evaluate as run_harness
 from ..eval.harness import markdown_table, save_results, summary_lines
@@ -306,6 +306,7 @@ def evaluate(
     run: Run,
     data: Dataset,
     model: DynaDiff,
+    archive: ZooArchive,
     builder: ZooBuilder,
     references: list[str],
     timings: dict[str, float] | None = None,
@@ -318,6 +319,8 @@ def evaluate(
         "dynadiff": model.method(sample["ddim_steps"], sample["seed"], sample["guidance"]),
         **builder.methods(tuple(references)),
     }
+    if ecfg["nearest_seen"]:
+        methods["nearest_seen"] = nearest_seen_method(model, archive, data.manifest)
     t = time.perf_counter()
     results = run_harness(
         methods,
@@ -342,7 +345,9 @@ def evaluate(
     results["ddim_steps"] = sample["ddim_steps"]
     results["vae"] = model.meta.get("vae_metrics")
     results["prompt_env_mae"] = prompt_env_mae(model, data, int(ecfg["obs_len"]))
-    results["identifiability"] = identifiability(data, int(ecfg["obs_len"]))
+    results["identifiability"] = identifiability(
+        data, int(ecfg["obs_len"]), tendency_degree=model.config.prompter.tendency_degree or 1
+    )
     results["training"] = builder.training_record(tuple(references))
     results["generator"] = generator_record(run, model)
     results["timing"]["stages_s"] = {**(timings or {}), "evaluate": time.perf_counter() - t}
@@ -519,7 +524,7 @@ def run_pipeline(run: Run, stage: str = "demo") -> dict[str, Any]:
     if stage == "generate":
         result["experts"] = generate(run, data, model)
         return result
-    evaluate(run, data, model, builder, references, timings)
+    evaluate(run, data, model, archive, builder, references, timings)
     result["results"] = str(run.run_dir / "results.json")
     return result
 

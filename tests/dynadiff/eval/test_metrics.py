@@ -192,4 +192,27 @@ def test_identifiability_reads_beta_from_the_propagator_and_not_from_one_frame(t
     assert r["8 + propagator"]["in_domain"][0] < 0.5 * r["mean_baseline"]["in_domain"][0]
     one = identifiability(data, obs_len=1, stride=2)  # one frame: no propagator, no trend
     assert one["8 + propagator"]["in_domain"] == pytest.approx(one["paper 8"]["in_domain"])
+    tendency = "8 + propagator + tendency (degree 1)"
+    assert one[tendency]["in_domain"] == pytest.approx(one["paper 8"]["in_domain"])
     assert "8 + propagator" in "\n".join(summary(r))
+
+
+def test_nearest_seen_environment_in_scaled_and_periodic_parameters(tmp_path):
+    """A: range 0.1-0.3; s: a phase on [0, 1) (grid without its endpoint), compared around its period."""
+    from dynadiff.data.environments import Manifest, environment_grid
+    from dynadiff.eval.diagnostics import nearest_seen
+
+    spec = {
+        "A": {"start": 0.1, "stop": 0.3, "num": 3},
+        "s": {"start": 0.0, "stop": 1.0, "num": 5, "endpoint": False},
+    }
+    envs = environment_grid(spec)  # index = 5 * iA + is; s in {0, 0.2, 0.4, 0.6, 0.8}
+    seen = [0, 7, 13]  # (0.1, 0), (0.2, 0.4), (0.3, 0.6)
+    m = Manifest(tmp_path, "sys", "tiny", ["A", "s"], envs, seen, {"environments": spec})
+    near = nearest_seen(m)
+    assert [near[i] for i in seen] == seen  # a seen environment is its own nearest
+    assert near[4] == 0  # (0.1, 0.8): s = 0.8 is 0.2 from s = 0 around the period, 0.4 from 0.4
+    assert near[6] == 7 and near[14] == 13  # (0.2, 0.2) -> (0.2, 0.4); (0.3, 0.8) -> (0.3, 0.6)
+    # without the period, (0.1, 0.8) is nearest to (0.2, 0.4): scaled distances^2 1 (to s = 0), 0.5, 1.06
+    m.config = {"environments": {**spec, "s": {**spec["s"], "endpoint": True}}}
+    assert nearest_seen(m)[4] == 7

@@ -10,9 +10,11 @@ from dynadiff.nn.dit import LatentDiT
 from dynadiff.nn.prompter import (
     DynamicsPrompter,
     frame_statistics,
+    monomials,
     propagator,
     spectral_features,
     temporal_mean_and_trend,
+    tendency_fit,
 )
 from dynadiff.nn.vae import (
     WeightVAE,
@@ -159,6 +161,76 @@ def test_propagator_recovers_a_linear_map_and_ignores_position():
     p = DynamicsPrompter((2, 8, 8), hidden=4, modes=2)
     assert p.explicit_dim == 12 and p.prompt_dim == 16
     assert DynamicsPrompter((2, 8, 8), hidden=4, modes=2, propagator=False).explicit_dim == 8
+
+
+def _euler_lotka_volterra(beta, delta, x0, steps, dt):
+    """States ``(B, steps + 1, 2)`` of forward-Euler Lotka-Volterra (alpha = gamma = 0.5)."""
+    xs = [x0]
+    for _ in range(steps):
+        x, y = xs[-1].unbind(-1)
+        xs.append(xs[-1] + dt * torch.stack([0.5 * x - beta * x * y, delta * x * y - 0.5 * y], -1))
+    return torch.stack(xs, 1)
+
+
+def test_monomials_are_every_product_up_to_the_degree():
+    x = torch.tensor([[2.0, 3.0]])
+    assert monomials(x, 2).tolist() == [[1.0, 2.0, 3.0, 4.0, 6.0, 9.0]]  # 1, a, b, a^2, ab, b^2
+    assert monomials(torch.rand(4, 3), 3).shape == (4, 20)  # binomial(3 + 3, 3)
+
+
+def test_tendency_fit_recovers_the_coefficients_of_a_polynomial_ode():
+    """Euler steps of Lotka-Volterra are exactly quadratic in the state: degree 2 reads the equation's
+    coefficients times dt (x' = 0.5 x - beta x y, y' = delta x y - 0.5 y), so beta and delta are linear
+    in the statistic. A third of an orbit keeps the 6 monomials well apart (on a short arc they are
+    nearly collinear, and the fit is only as good as that conditioning)."""
+    torch.manual_seed(0)
+    beta, delta, dt = 0.7, 0.9, 0.1
+    x = _euler_lotka_volterra(beta, delta, 1 + 2 * torch.rand(1, 2, dtype=torch.float64), 39, dt)
+    coef = tendency_fit(x, torch.tensor([40]), degree=2, ridge=0.0).view(2, 6)
+    # columns: 1, x, y, x^2, xy, y^2
+    expected = torch.tensor(
+        [[0, 0.5, 0, 0, -beta, 0], [0, 0, -0.5, 0, delta, 0]], dtype=torch.float64
+    )
+    assert torch.allclose(coef / dt, expected, atol=1e-6)
+    # the fit is over the observed pairs only, and a single frame gives zeros
+    padded = torch.cat([x, torch.full_like(x[:, :3], 1e3)], 1)
+    assert torch.allclose(
+        tendency_fit(padded, torch.tensor([40]), 2, ridge=0.0).view(2, 6), coef, atol=1e-9
+    )
+    assert torch.equal(tendency_fit(x, torch.tensor([1]), 2), torch.zeros(1, 12, dtype=x.dtype))
+
+
+def test_affine_tendency_fit_is_exact_where_the_linear_propagator_is_not():
+    """x_{t+1} = a x_t + b: the constant of the affine fit takes b, which the propagator (a linear fit
+    through the origin) has to fold into a wrong matrix; for fields, position does not matter."""
+    a = torch.tensor([[0.9, -0.2], [0.3, 0.8]], dtype=torch.float64)
+    b = torch.tensor([0.5, -0.3], dtype=torch.float64)
+    frames = [torch.randn(1, 2, 6, 6, dtype=torch.float64)]
+    for _ in range(4):
+        frames.append(torch.einsum("ij,bjhw->bihw", a, frames[-1]) + b[None, :, None, None])
+    x, lengths = torch.stack(frames, 1), torch.tensor([5])
+    coef = tendency_fit(x, lengths, degree=1, ridge=0.0).view(2, 3)  # columns: 1, x_0, x_1
+    assert torch.allclose(coef[:, 0], b, atol=1e-9)
+    assert torch.allclose(coef[:, 1:], a - torch.eye(2, dtype=a.dtype), atol=1e-9)
+    assert not torch.allclose(propagator(x, lengths).view(2, 2), a - torch.eye(2), atol=1e-2)
+    shifted = torch.roll(x, shifts=(2, -1), dims=(-2, -1))
+    assert torch.allclose(tendency_fit(shifted, lengths, 1, ridge=0.0), coef.flatten()[None])
+
+
+def test_prompter_explicit_dim_counts_the_tendency_coefficients():
+    base = DynamicsPrompter((2, 8, 8), hidden=4, modes=2)
+    p = DynamicsPrompter((2, 8, 8), hidden=4, modes=2, tendency_degree=2)
+    assert p.explicit_dim == base.explicit_dim + 2 * 6
+    obs = torch.randn(3, 5, 2, 8, 8)
+    assert p(obs).shape == (3, p.prompt_dim)
+    # degree 0 is the prompt without the statistic, with the same initial weights
+    torch.manual_seed(0)
+    a = DynamicsPrompter((2, 8, 8), hidden=4, modes=2, tendency_degree=0)
+    torch.manual_seed(0)
+    b = DynamicsPrompter((2, 8, 8), hidden=4, modes=2)
+    assert torch.equal(a(obs), b(obs))
+    with pytest.raises(ValueError, match="tendency_degree"):
+        DynamicsPrompter((2,), tendency_degree=-1)
 
 
 def test_prompter_for_ode_states():

@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 
+import weightgraph as wg
 from dynadiff.config import compose
 from dynadiff.data.windows import ObservationBank
 from dynadiff.layout import ArtifactLayout
@@ -143,6 +144,22 @@ def test_every_representation_trains_saves_loads_and_generates(
         assert not list(model.vae.parameters())
         back = model.vae.decode(model.vae.encode(feats)[0])
         assert all(torch.equal(back[k], feats[k]) for k in feats)
+        # the raw codec and the normaliser are affine: the mean latent of two experts decodes to
+        # the expert whose weights are their mean (the nearest_seen ceiling's decoding)
+        pair = {k: v[:2] for k, v in archive.features.items()}
+        mean = dict(model.decode_mean_latent(pair).state_dict())
+        expected = {k: (v[0] + v[1]) / 2 for k, v in pair.items()}
+        want = dict(
+            wg.to_module(
+                archive.layout.graphs_from_stack({k: v[None] for k, v in expected.items()})[0],
+                model.template,
+            ).state_dict()
+        )
+        assert all(
+            torch.allclose(mean[k], want[k], atol=1e-5)
+            for k in want
+            if isinstance(want[k], torch.Tensor)
+        )
 
 
 def test_demo_tiny_end_to_end(tmp_path, monkeypatch, capsys):
@@ -164,6 +181,7 @@ def test_demo_tiny_end_to_end(tmp_path, monkeypatch, capsys):
         "not_adaptive",
         "one_per_env",
         "one_for_all",
+        "nearest_seen",
         "persistence",
         "climatology",
     }
