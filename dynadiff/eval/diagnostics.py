@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from ..data.dataset import Dataset
 from ..data.environments import Manifest
+from .harness import Method
+
+if TYPE_CHECKING:
+    from ..generate import DynaDiff
+    from ..zoo.archive import ZooArchive
 
 DOMAINS = ("in_domain", "out_domain")
 
@@ -49,7 +54,7 @@ def nearest_seen(manifest: Manifest) -> list[int]:
     return [int(seen[i]) for i in np.argmin((diff**2).sum(-1), axis=1)]
 
 
-def nearest_seen_method(model, archive, manifest: Manifest):
+def nearest_seen_method(model: DynaDiff, archive: ZooArchive, manifest: Manifest) -> Method:
     """The ceiling of generation without interpolation, as a harness method (an oracle: it is told the
     true environment parameters): the expert decoded from the mean VAE latent of the zoo experts of
     the nearest seen environment (:func:`nearest_seen`). DynaDiff below it interpolates between seen

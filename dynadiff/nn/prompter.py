@@ -22,7 +22,7 @@ which the propagator (a linear fit through the origin of the normalised fields) 
 wrong matrix whenever the state sits away from the dataset mean, as an ODE's state does. On the small
 Lotka-Volterra preset a held-out ridge regression reads delta from the 8 statistics + propagator with
 a mean abs. error of 0.12 (guessing the mean: 0.14), adding the affine fit 0.04; on Lambda-Omega it
-is as good as the propagator (beta 0.006). Degree ``d`` makes the coefficients those of any
+is as good as the propagator (beta 0.0065). Degree ``d`` makes the coefficients those of any
 pointwise polynomial right-hand side of that degree (mass-action kinetics), but on a short window the
 monomials are nearly collinear, so higher degrees are not read better from 10 frames.
 
