@@ -62,6 +62,7 @@ class PrompterConfig:
     propagator: bool
     num_env_params: int
     tendency_degree: int = 0  # 0 in models saved before the tendency statistic existed
+    env_estimate: int = 0  # parameters estimated in closed form in the prompt (0: none)
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,7 @@ class DynaDiffConfig:
                 pc["propagator"],
                 len(env_params) if d["aux_weight"] > 0 else 0,
                 int(pc["tendency_degree"]),
+                len(env_params) if pc["env_estimate"] else 0,
             ),
             diffusion=DiffusionConfig(**d["diffusion"]),
         )
@@ -185,6 +187,7 @@ def build_generator(cfg: DynaDiffConfig) -> tuple[LatentDiT, DynamicsPrompter, G
         num_env_params=p.num_env_params,
         propagator=p.propagator,
         tendency_degree=p.tendency_degree,
+        env_estimate=p.env_estimate,
     )
     counts = token_counts(cfg.node_types, cfg.vae.representation, cfg.vae.token_size)
     dit = LatentDiT(counts, cfg.vae.latent_dim, prompter.prompt_dim, **asdict(cfg.dit))

@@ -209,6 +209,9 @@ def _generator(c: _Checker) -> None:
         "generator.dit.prompt_dropout", lambda v: _is_num(v) and 0 <= v < 1, "a number in [0, 1)"
     )
     c.choice("generator.dit.latent_norm", ("per_coordinate", "global"))
+    c.int_min("generator.dit.prompter.tendency_degree", 0)
+    for k in ("propagator", "env_estimate"):
+        c.check(f"generator.dit.prompter.{k}", lambda v: isinstance(v, bool), "true or false")
     c.choice("generator.dit.diffusion.prediction", ("eps", "x0", "v"))
     c.choice("generator.dit.diffusion.schedule", ("linear", "cosine"))
     c.int_min("generator.dit.diffusion.num_steps", 1)

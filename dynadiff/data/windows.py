@@ -73,6 +73,17 @@ class ObservationBank:
         lengths = torch.randint(1, self.obs_len + 1, (len(out),), generator=g)
         return random_shifts(torch.stack(out), self.shift_axes, g), lengths
 
+    def windows(self, stride: int = 5) -> tuple[Tensor, Tensor]:
+        """Every length-``L`` window starting at a multiple of ``stride`` of every training trajectory,
+        ``(N, L, ...)``, and the environment of each, ``(N,)`` (unshifted; for closed-form fits)."""
+        xs, envs = [], []
+        for e, traj in sorted(self.traj.items()):
+            starts = range(0, traj.shape[1] - self.obs_len + 1, stride)
+            w = torch.stack([traj[:, s : s + self.obs_len] for s in starts], 1).flatten(0, 1)
+            xs.append(w)
+            envs.append(torch.full((len(w),), e))
+        return torch.cat(xs), torch.cat(envs)
+
     def full(self, envs: Sequence[int]) -> Tensor:
         """The first ``L`` frames of every training trajectory of ``envs`` (for prompt statistics)."""
         return torch.cat([self.traj[e][:, : self.obs_len] for e in envs])

@@ -16,7 +16,8 @@ import torch
 from torch import Tensor
 
 from ..data.dataset import Dataset
-from ..nn.prompter import explicit_statistics
+from ..data.windows import ObservationBank
+from ..nn.prompter import explicit_statistics, ridge_fit, ridge_predict
 
 
 def feature_sets(tendency_degree: int) -> dict[str, tuple[bool, int]]:
@@ -35,14 +36,9 @@ def statistics(obs: Tensor, with_propagator: bool, tendency_degree: int = 0) -> 
 
 def _windows(data: Dataset, envs: list[int], obs_len: int, stride: int) -> tuple[Tensor, Tensor]:
     """Training windows of ``envs`` (every ``stride`` frames) and their parameters."""
-    xs, ys = [], []
-    for e in envs:
-        traj = data.trajectories(e, "train", normalized=True)  # (n, T, ...)
-        starts = range(0, traj.shape[1] - obs_len + 1, stride)
-        w = torch.stack([traj[:, s : s + obs_len] for s in starts], 1).flatten(0, 1)
-        xs.append(w)
-        ys.append(torch.as_tensor(data.manifest.params(e)).expand(len(w), -1))
-    return torch.cat(xs), torch.cat(ys)
+    x, env = ObservationBank(data, envs, obs_len).windows(stride)
+    params = torch.stack([torch.as_tensor(data.manifest.params(int(e))) for e in env])
+    return x, params
 
 
 def _test_windows(data: Dataset, envs: list[int], obs_len: int) -> tuple[Tensor, Tensor]:
@@ -78,14 +74,10 @@ def identifiability(
     for name, spec in feature_sets(tendency_degree).items():
         f_train = statistics(x_train, *spec).double()
         mu, sd = f_train.mean(0), f_train.std(0).clamp_min(1e-12)
-        a = torch.cat([(f_train - mu) / sd, torch.ones(len(f_train), 1, dtype=torch.double)], 1)
-        reg = ridge * len(a) * torch.eye(a.shape[1], dtype=torch.double)
-        reg[-1, -1] = 0.0  # no penalty on the intercept
-        coef = torch.linalg.solve(a.T @ a + reg, a.T @ y_train.double())
+        coef = ridge_fit((f_train - mu) / sd, y_train.double(), ridge)
         res = {}
         for d, (x, y) in tests.items():
-            f = (statistics(x, *spec).double() - mu) / sd
-            pred = torch.cat([f, torch.ones(len(f), 1, dtype=torch.double)], 1) @ coef
+            pred = ridge_predict((statistics(x, *spec).double() - mu) / sd, coef)
             res[d] = (pred - y.double()).abs().mean(0).tolist()
         out[name] = res
     return out

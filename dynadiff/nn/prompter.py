@@ -149,6 +149,20 @@ def explicit_statistics(
     return torch.cat(parts, -1)
 
 
+def ridge_fit(x: Tensor, y: Tensor, ridge: float = 1e-3) -> Tensor:
+    """Least squares ``y ~ [x, 1] @ coef`` with the penalty ``ridge * n * |slopes|^2`` (the intercept
+    is not penalised): ``x (n, F)``, ``y (n, P)`` -> ``coef (F + 1, P)``."""
+    a = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype, device=x.device)], 1)
+    reg = ridge * len(a) * torch.eye(a.shape[1], dtype=x.dtype, device=x.device)
+    reg[-1, -1] = 0.0
+    return torch.linalg.solve(a.T @ a + reg, a.T @ y)
+
+
+def ridge_predict(x: Tensor, coef: Tensor) -> Tensor:
+    """``x (n, F)``, ``coef (F + 1, P)`` from :func:`ridge_fit` -> ``(n, P)``."""
+    return x @ coef[:-1] + coef[-1]
+
+
 def spectral_features(x: Tensor, modes: int) -> Tensor:
     """``(B, L, C, H, W)`` -> ``(B, L, C * 2 * (2 modes) * modes)``: lowest Fourier modes, (re, im) stacked."""
     f = torch.fft.rfft2(x, norm="ortho")
@@ -168,6 +182,9 @@ class DynamicsPrompter(nn.Module):
         propagator: append the ``C^2`` propagator statistics to the 8 explicit ones (``explicit_dim``).
         tendency_degree: append the ``C * M`` coefficients of :func:`tendency_fit` of this degree
             (``0``: none).
+        env_estimate: append a closed-form estimate of this many environment parameters (``0``:
+            none): a ridge regression of the standardised parameters on the standardised explicit
+            statistics, fitted by :meth:`fit_statistics` on full-length training windows.
 
     The explicit statistics are standardised with the buffers ``stat_mean``/``stat_std``, which the
     trainer sets from the training observations (:meth:`fit_statistics`).
@@ -181,6 +198,7 @@ class DynamicsPrompter(nn.Module):
         num_env_params: int = 0,
         propagator: bool = True,
         tendency_degree: int = 0,
+        env_estimate: int = 0,
     ):
         super().__init__()
         self.frame_shape = tuple(frame_shape)
@@ -205,15 +223,30 @@ class DynamicsPrompter(nn.Module):
         )
         self.register_buffer("stat_mean", torch.zeros(self.explicit_dim))
         self.register_buffer("stat_std", torch.ones(self.explicit_dim))
-        self.prompt_dim = self.explicit_dim + hidden
+        self.env_estimate = env_estimate
+        if env_estimate:  # only then: models saved without it load unchanged
+            self.register_buffer("estimate_coef", torch.zeros(self.explicit_dim + 1, env_estimate))
+        self.prompt_dim = self.explicit_dim + env_estimate + hidden
         self.aux = nn.Linear(self.prompt_dim, num_env_params) if num_env_params else None
 
     @torch.no_grad()
-    def fit_statistics(self, obs: Tensor) -> None:
-        """Set the standardisation of the explicit branch from full-length observations ``(B, L, ...)``."""
+    def fit_statistics(self, obs: Tensor, params: Tensor | None = None) -> None:
+        """Fit the closed-form parts on full-length training windows ``obs (N, L, ...)``: the
+        standardisation of the explicit statistics and, with ``env_estimate``, the ridge regression of
+        the windows' environment parameters ``params (N, P)`` on them."""
         e = self.explicit(obs, torch.full((obs.shape[0],), obs.shape[1], device=obs.device))
         self.stat_mean.copy_(e.mean(0))
         self.stat_std.copy_(e.std(0).clamp_min(1e-6) if e.shape[0] > 1 else torch.ones_like(e[0]))
+        if self.env_estimate:
+            if params is None or params.shape != (len(obs), self.env_estimate):
+                raise ValueError(
+                    f"env_estimate={self.env_estimate} needs the parameters of every window, "
+                    f"({len(obs)}, {self.env_estimate}); got "
+                    f"{None if params is None else tuple(params.shape)}"
+                )
+            y = (params - params.mean(0)) / params.std(0).clamp_min(1e-6)
+            x = (e - self.stat_mean) / self.stat_std
+            self.estimate_coef.copy_(ridge_fit(x.double(), y.double()).to(e.dtype))
 
     def explicit(self, obs: Tensor, lengths: Tensor) -> Tensor:
         """The closed-form statistics, ``(B, explicit_dim)`` (unscaled)."""
@@ -224,6 +257,8 @@ class DynamicsPrompter(nn.Module):
         if lengths is None:
             lengths = torch.full((b,), n, device=obs.device)
         explicit = (self.explicit(obs, lengths) - self.stat_mean) / self.stat_std
+        if self.env_estimate:
+            explicit = torch.cat([explicit, ridge_predict(explicit, self.estimate_coef)], -1)
         seq = spectral_features(obs, self.modes) if self.field else obs
         packed = nn.utils.rnn.pack_padded_sequence(
             self.input(seq), lengths.cpu(), batch_first=True, enforce_sorted=False

@@ -84,7 +84,11 @@ def train_generator(
         params.std(0).clamp_min(1e-6) if len(params) > 1 else torch.ones(params.shape[1]),
     )
     dit, prompter, diffusion = build_generator(model_cfg)
-    prompter.fit_statistics(bank.full(sorted(bank.traj)))
+    envs = sorted(bank.traj)
+    window_params = torch.cat(
+        [archive.env_params[archive.env_index == e][:1].expand(len(bank.traj[e]), -1) for e in envs]
+    )
+    prompter.fit_statistics(bank.full(envs), window_params.float())
     parts = torch.nn.ModuleDict({"dit": dit, "prompter": prompter}).to(device)
     z_dev, params_dev = z_all.to(device), ((params - p_mean) / p_std).to(device)
     g = torch.Generator().manual_seed(cfg["seed"])

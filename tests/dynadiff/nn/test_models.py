@@ -233,6 +233,28 @@ def test_prompter_explicit_dim_counts_the_tendency_coefficients():
         DynamicsPrompter((2,), tendency_degree=-1)
 
 
+def test_env_estimate_reads_a_rate_linear_in_the_tendency():
+    """Windows of x_{t+1} = (1 + r) x_t: the affine tendency's slope is r exactly, so the closed-form
+    estimate recovers r (standardised) on new windows, whatever the initial state."""
+    torch.manual_seed(0)
+
+    def windows(rates):
+        x0 = 0.5 + torch.rand(len(rates), 1, 2)  # (N, 1, D)
+        steps = (1 + rates)[:, None, None] ** torch.arange(10.0)[None, :, None]
+        return x0 * steps  # (N, 10, 2)
+
+    rates = torch.linspace(-0.05, 0.05, 40)
+    p = DynamicsPrompter((2,), hidden=4, tendency_degree=1, env_estimate=1)
+    p.fit_statistics(windows(rates), rates[:, None])
+    new = torch.tensor([-0.04, 0.01, 0.03])
+    estimate = p(windows(new))[:, p.explicit_dim]  # the estimate follows the explicit statistics
+    assert torch.allclose(estimate, (new - rates.mean()) / rates.std(), atol=0.05)
+    assert p.prompt_dim == p.explicit_dim + 1 + 4
+    with pytest.raises(ValueError, match="env_estimate=1 needs the parameters"):
+        p.fit_statistics(windows(rates))
+    assert "estimate_coef" not in DynamicsPrompter((2,), hidden=4).state_dict()
+
+
 def test_prompter_for_ode_states():
     p = DynamicsPrompter((2,), hidden=8)
     assert p(torch.rand(4, 10, 2)).shape == (4, p.prompt_dim)
