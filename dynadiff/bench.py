@@ -32,7 +32,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import yaml
@@ -235,17 +235,21 @@ def run_suite(
     extra: list[str] = (),
     dry_run: bool = False,
     jobs: int = 1,
+    variants: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Run every unfinished (system, variant, repeat) of the suite, then tabulate (:func:`tabulate`).
 
     ``jobs``: multiruns in flight at once (one per system and variant; on SLURM, > 1 submits every
-    variant at once; runs that share a zoo wait on its lock, then reuse it)."""
+    variant at once; runs that share a zoo wait on its lock, then reuse it). ``variants``: run only
+    these (the tables still show every variant's finished runs)."""
     out = Path(out)
     t0 = time.perf_counter()
     pending: list[tuple[str, list[str]]] = []
     reused = launched = 0
     for system in suite.systems:
         for variant in suite.variants:
+            if variants is not None and variant.name not in variants:
+                continue
             overrides = job_overrides(suite, system, variant, list(extra))
             todo = [
                 k
@@ -479,6 +483,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="runs/bench", help="results root (default runs/bench)")
     p.add_argument("--systems", help="comma-separated systems (default: the suite's)")
     p.add_argument("--seeds", type=int, help="seeds (default: the suite's)")
+    p.add_argument("--variants", help="comma-separated variants to run (default: all)")
     p.add_argument("--preset", help="preset (default: the suite's)")
     p.add_argument("--launcher", default="basic", help="basic | joblib | slurm | submitit_local")
     p.add_argument("--jobs", type=int, default=1, help="multiruns in flight at once (SLURM: many)")
@@ -494,12 +499,19 @@ def main(argv: list[str] | None = None) -> int:
         suite.systems = args.systems.split(",")
     if args.seeds:
         suite.seeds = args.seeds
+    variants = args.variants.split(",") if args.variants else None
+    unknown = sorted(set(variants or ()) - {v.name for v in suite.variants})
+    if unknown:
+        print(
+            f"dynadiff-bench: error: no variants {unknown} in suite {suite.name}", file=sys.stderr
+        )
+        return 2
     out = Path(args.out) / suite.name
     if args.report:
         write_json(out / f"{suite.name}.json", tabulate(suite, out))
         result = {}
     else:
-        result = run_suite(suite, out, args.launcher, extra, args.dry_run, args.jobs)
+        result = run_suite(suite, out, args.launcher, extra, args.dry_run, args.jobs, variants)
     if not args.dry_run:
         print((out / f"{suite.name}.md").read_text())
     return 1 if result.get("failed") else 0
