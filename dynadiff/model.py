@@ -55,7 +55,8 @@ class DiTConfig:
 @dataclass(frozen=True)
 class PrompterConfig:
     """:class:`~dynadiff.nn.prompter.DynamicsPrompter`: GRU width, Fourier modes, the propagator and
-    tendency statistics, and the auxiliary head's size (``num_env_params``, 0: none)."""
+    tendency statistics, the auxiliary head's size (``num_env_params``, 0: none) and the number of
+    parameters estimated in closed form in the prompt (``env_estimate``, 0: none)."""
 
     hidden: int
     modes: int

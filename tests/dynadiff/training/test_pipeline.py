@@ -162,6 +162,28 @@ def test_every_representation_trains_saves_loads_and_generates(
         )
 
 
+def test_closed_form_environment_estimate_is_fitted_saved_and_loaded(trained_zoo, tmp_path):
+    from dynadiff.generate import DynaDiff
+    from dynadiff.pipeline.stages import generator, vae
+
+    run, data, archive, _, _ = trained_zoo
+    cfg = copy.deepcopy(run.cfg)
+    cfg["generator"]["vae"]["steps"] = 2
+    cfg["generator"]["dit"]["steps"] = 2
+    cfg["generator"]["dit"]["prompter"]["env_estimate"] = True
+    run = dataclasses.replace(
+        run, cfg=cfg, layout=dataclasses.replace(run.layout, models_root=tmp_path)
+    )
+    vae(run, data, archive)
+    trained = generator(run, data, archive)
+    model = DynaDiff.load(run.layout.model)
+    coef = model.prompter.estimate_coef  # (explicit statistics + 1, parameters)
+    assert coef.shape == (model.prompter.explicit_dim + 1, 1) and coef.abs().sum() > 0
+    assert torch.equal(coef, trained.prompter.estimate_coef)
+    obs = data.observations(data.manifest.seen[0], length=4)[None]
+    assert torch.equal(model.prompter(obs), trained.prompter(obs))
+
+
 def test_demo_tiny_end_to_end(tmp_path, monkeypatch, capsys):
     from dynadiff.cli.pipeline import cli
     from dynadiff.generate import DynaDiff
