@@ -14,7 +14,7 @@ beta from the 8 statistics alone reaches a held-out mean abs. error of 0.107 (th
 from the 8 statistics + ``K`` 0.008; the memorised GRU features do not generalise from 3 trajectories
 per environment (docs/generator.md).
 
-Tendency fit (our addition, ``tendency_degree=d``, default 1; ``0`` leaves it out): the least-squares
+Tendency fit (our addition, opt-in: ``tendency_degree=d``, ``0`` leaves it out): the least-squares
 coefficients of the one-step change ``x_{t+1} - x_t`` on the monomials of the channel vector up to
 degree ``d``, the constant included, pooled the same way (``C * binomial(C + d, d)`` numbers). With
 ``d = 1`` it is the affine propagator: its constant takes the mean tendency of the observed window,

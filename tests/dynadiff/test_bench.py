@@ -59,13 +59,13 @@ def test_the_command_line_names_a_bad_suite_in_one_line(tmp_path, capsys):
 
 def test_a_dry_run_lists_only_the_chosen_variants(tmp_path, capsys):
     args = ["prompt", "--dry-run", "--out", str(tmp_path), "--systems", "lambda_omega"]
-    assert main([*args, "--variants", "full,env_estimate"]) == 0
+    assert main([*args, "--variants", "default,tendency"]) == 0
     listed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("would run")]
     assert listed == [
-        "would run lambda_omega/full repeats [0, 1, 2]",
-        "would run lambda_omega/env_estimate repeats [0, 1, 2]",
+        "would run lambda_omega/default repeats [0, 1, 2]",
+        "would run lambda_omega/tendency repeats [0, 1, 2]",
     ]
-    assert main([*args, "--variants", "full,nope"]) == 2
+    assert main([*args, "--variants", "default,nope"]) == 2
     assert "no variants ['nope'] in suite prompt" in capsys.readouterr().err
 
 
