@@ -162,6 +162,10 @@ class DynaDiff(nn.Module):
             guidance: classifier-free guidance scale (1 = off).
         """
         feats = self.generate_features(observations, num_samples, steps, seed, guidance, normalized)
+        return self._experts(feats)
+
+    def _experts(self, feats: Mapping[str, Tensor]) -> list[nn.Module]:
+        """Weight-graph features ``{key: (B, N_t, D_t)}`` -> ``B`` expert modules (CPU)."""
         return [wg.to_module(g, self.template).eval() for g in self.layout.graphs_from_stack(feats)]
 
     @torch.no_grad()
@@ -172,8 +176,7 @@ class DynaDiff(nn.Module):
         feats = {k: v.float().to(device) for k, v in self.normalizer.transform(features).items()}
         mu, _ = self.vae.encode(feats)  # (n, T, h)
         decoded = self.vae.decode(mu.mean(0, keepdim=True))
-        out = self.normalizer.inverse({k: v.cpu() for k, v in decoded.items()})
-        return wg.to_module(self.layout.graphs_from_stack(out)[0], self.template).eval()
+        return self._experts(self.normalizer.inverse({k: v.cpu() for k, v in decoded.items()}))[0]
 
     @torch.no_grad()
     def estimate_environment(self, observations: Tensor, normalized: bool = False) -> Tensor:
