@@ -37,6 +37,11 @@ class LoopConfig:
             validation loss is measured every ``plateau_every`` steps; training stops when it has not
             improved for ``plateau_patience`` measurements, and the best weights are kept (``steps``
             is then the budget; the schedule still spans it).
+        ema_decay: keep an exponential moving average of the parameters with this decay (warmed up
+            as ``min(ema_decay, (1 + step) / (10 + step))``) and hand it back at the end instead of
+            the last iterate (0: off). The average smooths the optimiser's noise out of the weights,
+            as diffusion models are usually trained (DiT: 0.9999 over 400k steps). Plateau stopping
+            keeps its best iterate instead.
     """
 
     steps: int
@@ -50,6 +55,7 @@ class LoopConfig:
     tensorboard: bool = False
     plateau_every: int = 0
     plateau_patience: int = 5
+    ema_decay: float = 0.0
 
     @classmethod
     def from_section(cls, cfg: Mapping[str, Any], schedule: str) -> LoopConfig:
@@ -132,9 +138,12 @@ def train(
     )
     start = 0
     world.broadcast([t for t in model.state_dict().values() if isinstance(t, Tensor)])
+    ema = _EMA(params, cfg.ema_decay) if cfg.ema_decay > 0 else None
     state = _resumable(checkpoint, key)
     if state is not None:
         model.load_state_dict(state["model"])
+        if ema is not None:
+            ema.load(state["ema"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"]["torch"])
@@ -166,6 +175,8 @@ def train(
             nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
         sched.step()
+        if ema is not None:
+            ema.update(step)
         losses.append(values["loss"])
         last = step == cfg.steps - 1
         if step % cfg.log_every == 0 or last:
@@ -182,6 +193,7 @@ def train(
                     "step": step + 1,
                     "key": key,
                     "rng": {"torch": torch.get_rng_state(), "generator": generator.get_state()},
+                    **({"ema": ema.shadow} if ema is not None else {}),
                 },
             )
         steps = step + 1
@@ -193,6 +205,8 @@ def train(
             break
     if plateau is not None:
         plateau.restore()
+    elif ema is not None:
+        ema.copy_to(params)
     model.eval()
     return {
         "losses": losses,
@@ -200,6 +214,28 @@ def train(
         "steps": steps,
         "best_step": plateau.best_step if plateau is not None else steps,
     }
+
+
+class _EMA:
+    """Exponential moving average of ``params`` (the ``shadow`` tensors)."""
+
+    def __init__(self, params: list[nn.Parameter], decay: float):
+        self.params, self.decay = params, decay
+        self.shadow = [p.detach().clone() for p in params]
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        for s, p in zip(self.shadow, self.params, strict=True):
+            s.lerp_(p.detach(), 1 - d)
+
+    def load(self, shadow: list[Tensor]) -> None:
+        self.shadow = [t.clone() for t in shadow]
+
+    @torch.no_grad()
+    def copy_to(self, params: list[nn.Parameter]) -> None:
+        for p, s in zip(params, self.shadow, strict=True):
+            p.copy_(s)
 
 
 class _Plateau:
