@@ -125,19 +125,22 @@ class DynaDiff(nn.Module):
         seed: int | None = None,
         guidance: float = 1.0,
         normalized: bool = False,
+        temperature: float = 1.0,
     ) -> dict[str, Tensor]:
-        """Weight-graph features ``{key: (B * num_samples, N_t, D_t)}`` for observations ``(B, L, ...)`` or ``(L, ...)``."""
+        """Weight-graph features ``{key: (B * num_samples, N_t, D_t)}`` for observations ``(B, L, ...)`` or
+        ``(L, ...)``; ``temperature`` scales the initial noise of the (deterministic) DDIM path."""
         if num_samples < 1 or steps < 1:
             raise ValueError(f"num_samples and steps must be >= 1, got {num_samples} and {steps}")
+        if not temperature >= 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
         obs = self._prepare(observations, normalized)
         prompt = self.prompter(obs).repeat_interleave(num_samples, 0)  # (B S, P)
         g = torch.Generator().manual_seed(seed) if seed is not None else None
         null = {"drop_prompt": torch.ones(len(prompt), dtype=torch.bool, device=prompt.device)}
         model = classifier_free_guidance(self.dit, guidance, null)
         shape = (len(prompt), self.vae.num_tokens, self.vae.latent_dim)
-        z = self.diffusion.ddim_sample(
-            model, shape, steps=steps, generator=g, device=prompt.device, prompt=prompt
-        )
+        noise = temperature * torch.randn(shape, generator=g).to(prompt.device)
+        z = self.diffusion.ddim_sample(model, shape, steps=steps, noise=noise, prompt=prompt)
         z = z * self.latent_std + self.latent_mean
         return self.normalizer.inverse(
             {k: v.cpu() for k, v in self.vae.decode(z).items()}
@@ -151,18 +154,51 @@ class DynaDiff(nn.Module):
         seed: int | None = None,
         guidance: float = 1.0,
         normalized: bool = False,
+        temperature: float = 1.0,
+        candidates: int = 1,
     ) -> list[nn.Module]:
         """Expert modules (the zoo's architecture carrying generated weights, on the CPU), one batched
-        denoising loop on the model's device.
+        denoising loop on the model's device; ``num_samples`` per environment, environment-major.
 
         Args:
             observations: ``(L, C, H, W)`` or ``(B, L, C, H, W)`` frames of the target environment(s)
                 (``(L, D)`` / ``(B, L, D)`` for ODEs), physical units unless ``normalized``.
             num_samples: experts per environment. steps: DDIM steps. seed: sampling seed.
             guidance: classifier-free guidance scale (1 = off).
+            temperature: scale of the initial noise (1: samples of the learned distribution; 0: one
+                deterministic path from its centre).
+            candidates: draw ``candidates * num_samples`` experts per environment and keep the
+                ``num_samples`` whose one-step predictions fit the observed frames best
+                (:meth:`observed_error`; needs ``L >= 2``). The observations are data the prompt only
+                summarises: ranking candidates by them checks every generated expert against the
+                dynamics it is meant to reproduce, without a gradient step.
         """
-        feats = self.generate_features(observations, num_samples, steps, seed, guidance, normalized)
-        return self._experts(feats)
+        if candidates < 1:
+            raise ValueError(f"candidates must be >= 1, got {candidates}")
+        obs = self._prepare(observations, normalized)
+        if candidates > 1 and obs.shape[1] < 2:
+            raise ValueError(
+                f"choosing among candidates needs >= 2 observed frames (one step), got {obs.shape[1]}"
+            )
+        feats = self.generate_features(
+            obs, num_samples * candidates, steps, seed, guidance, True, temperature
+        )
+        experts = self._experts(feats)
+        if candidates == 1:
+            return experts
+        kept = []
+        for b in range(obs.shape[0]):
+            group = experts[b * num_samples * candidates : (b + 1) * num_samples * candidates]
+            errors = torch.tensor([self.observed_error(e, obs[b]) for e in group])
+            kept += [group[i] for i in errors.argsort()[:num_samples].tolist()]
+        return kept
+
+    @torch.no_grad()
+    def observed_error(self, expert: nn.Module, observations: Tensor) -> float:
+        """Mean squared one-step error of ``expert`` on the ``L - 1`` pairs of consecutive normalised
+        frames ``observations (L, ...)``."""
+        obs = observations.cpu()
+        return torch.mean((advance(expert, obs[:-1], self.residual) - obs[1:]) ** 2).item()
 
     def _experts(self, feats: Mapping[str, Tensor]) -> list[nn.Module]:
         """Weight-graph features ``{key: (B, N_t, D_t)}`` -> ``B`` expert modules (CPU)."""
@@ -191,13 +227,29 @@ class DynaDiff(nn.Module):
         """The one-step predictor of a generated expert on normalised fields."""
         return lambda x: advance(expert, x, self.residual)
 
-    def method(self, steps: int = 50, seed: int | None = 0, guidance: float = 1.0):
+    def method(
+        self,
+        steps: int = 50,
+        seed: int | None = 0,
+        guidance: float = 1.0,
+        temperature: float = 1.0,
+        candidates: int = 1,
+    ):
         """This generator as an evaluation-harness method: ``adapt(env, observations) -> predictor``
-        (observations normalised, ``(L, ...)``; one expert generated per call, no gradient step)."""
+        (observations normalised, ``(L, ...)``; one expert kept per call, no gradient step; the
+        arguments as in :meth:`generate`)."""
 
         def adapt(env: int, obs: Tensor):
             return self.predictor(
-                self.generate(obs, steps=steps, seed=seed, guidance=guidance, normalized=True)[0]
+                self.generate(
+                    obs,
+                    steps=steps,
+                    seed=seed,
+                    guidance=guidance,
+                    normalized=True,
+                    temperature=temperature,
+                    candidates=candidates,
+                )[0]
             )
 
         return adapt

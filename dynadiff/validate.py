@@ -222,7 +222,10 @@ def _generator(c: _Checker) -> None:
         lambda v: _is_int(v) and 1 <= v <= top,
         f"an integer in [1, {top}]",
     )
+    c.check("generator.dit.ema_decay", lambda v: _is_num(v) and 0 <= v < 1, "a number in [0, 1)")
     c.non_negative("generator.sample.guidance")
+    c.non_negative("generator.sample.temperature")
+    c.int_min("generator.sample.candidates", 1)
     c.int_min("eval.obs_len", 1)
     c.check("eval.after_observations", lambda v: isinstance(v, bool), "true or false")
     c.check("eval.nearest_seen", lambda v: isinstance(v, bool), "true or false")

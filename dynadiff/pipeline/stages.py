@@ -316,7 +316,7 @@ def evaluate(
     sample, ecfg = run.cfg["generator"]["sample"], run.cfg["eval"]
     model = model.to(run.device)
     methods = {
-        "dynadiff": model.method(sample["ddim_steps"], sample["seed"], sample["guidance"]),
+        "dynadiff": model.method(**sampling(sample)),
         **builder.methods(tuple(references)),
     }
     if ecfg["nearest_seen"]:
@@ -412,6 +412,14 @@ def generator_record(run: Run, model: DynaDiff) -> dict[str, Any]:
     }
 
 
+def sampling(sample: Mapping[str, Any]) -> dict[str, Any]:
+    """``generator.sample`` as keyword arguments of :meth:`DynaDiff.generate` and :meth:`DynaDiff.method`."""
+    return {
+        "steps": sample["ddim_steps"],
+        **{k: sample[k] for k in ("seed", "guidance", "temperature", "candidates")},
+    }
+
+
 def generate(run: Run, data: Dataset, model: DynaDiff) -> list[str]:
     """Experts for environment ``generate.env`` from the first L frames of its test trajectory, saved as
     checkpoints in the run directory."""
@@ -425,13 +433,7 @@ def generate(run: Run, data: Dataset, model: DynaDiff) -> list[str]:
     obs = data.observations(env, length=run.cfg["eval"]["obs_len"])
     n = run.cfg["generate"]["num_samples"]
     t = time.perf_counter()
-    experts = model.to(run.device).generate(
-        obs,
-        num_samples=n,
-        steps=sample["ddim_steps"],
-        seed=sample["seed"],
-        guidance=sample["guidance"],
-    )
+    experts = model.to(run.device).generate(obs, num_samples=n, **sampling(sample))
     seconds = time.perf_counter() - t
     meta = {
         "kind": "generated",

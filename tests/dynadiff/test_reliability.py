@@ -254,6 +254,14 @@ def test_two_simulations_in_one_directory_leave_valid_identical_files(tmp_path):
             r"generator.sample.ddim_steps: must be an integer in \[1, 100\]",
         ),
         (
+            ["generator.sample.candidates=0"],
+            r"generator.sample.candidates: must be an integer >= 1",
+        ),
+        (
+            ["generator.sample.temperature=-1"],
+            r"generator.sample.temperature: must be a number >= 0",
+        ),
+        (
             ["generator.obs_len=40"],
             r"generator.obs_len: 40 observed frames, but trajectories have 16",
         ),

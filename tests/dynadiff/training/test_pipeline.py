@@ -184,6 +184,40 @@ def test_closed_form_environment_estimate_is_fitted_saved_and_loaded(trained_zoo
     assert torch.equal(model.prompter(obs), trained.prompter(obs))
 
 
+def test_candidates_keep_the_expert_that_fits_the_observations_best(trained_zoo, tmp_path):
+    from dynadiff.eval.rollout import rollout
+    from dynadiff.pipeline.stages import generator, vae
+
+    run, data, archive, _, _ = trained_zoo
+    cfg = copy.deepcopy(run.cfg)
+    cfg["generator"]["vae"]["steps"] = 2
+    cfg["generator"]["dit"]["steps"] = 2
+    run = dataclasses.replace(
+        run, cfg=cfg, layout=dataclasses.replace(run.layout, models_root=tmp_path)
+    )
+    vae(run, data, archive)
+    model = generator(run, data, archive)
+    obs = data.observations(data.manifest.unseen[0], length=4)
+
+    def weights(expert):
+        return torch.cat([p.detach().flatten() for p in expert.parameters()])
+
+    pool = model.generate(obs, num_samples=5, steps=3, seed=2)  # the same draws as candidates=5
+    kept = model.generate(obs, steps=3, seed=2, candidates=5)
+    norm = model._prepare(obs, normalized=False)[0]
+    errors = [model.observed_error(e, norm) for e in pool]
+    assert len(set(errors)) == 5
+    assert torch.equal(weights(kept[0]), weights(pool[errors.index(min(errors))]))
+    # an expert fits its own rollout exactly
+    truth = rollout(model.predictor(pool[0]), norm[:1], 3)[0]
+    assert model.observed_error(pool[0], torch.cat([norm[:1], truth])) < 1e-10
+    # temperature 0: one deterministic path, whatever the seed
+    cold = [model.generate(obs, steps=3, seed=s, temperature=0.0)[0] for s in (0, 1)]
+    assert torch.equal(weights(cold[0]), weights(cold[1]))
+    with pytest.raises(ValueError, match="needs >= 2 observed frames"):
+        model.generate(obs[:1], steps=3, candidates=2)
+
+
 def test_demo_tiny_end_to_end(tmp_path, monkeypatch, capsys):
     from dynadiff.cli.pipeline import cli
     from dynadiff.generate import DynaDiff
