@@ -205,14 +205,29 @@ class DynaDiff(nn.Module):
         return [wg.to_module(g, self.template).eval() for g in self.layout.graphs_from_stack(feats)]
 
     @torch.no_grad()
+    def encode(self, features: Mapping[str, Tensor], chunk: int = 64) -> Tensor:
+        """Posterior-mean VAE latents ``(n, T, h)`` of ``n`` experts with weight features
+        ``{key: (n, N_t, D_t)}`` (as the zoo stores them)."""
+        device = self.field_mean.device
+        feats = {k: v.float() for k, v in self.normalizer.transform(features).items()}
+        n = next(iter(feats.values())).shape[0]
+        return torch.cat(
+            [
+                self.vae.encode({k: v[i : i + chunk].to(device) for k, v in feats.items()})[0]
+                for i in range(0, n, chunk)
+            ]
+        )
+
+    @torch.no_grad()
+    def decode(self, latents: Tensor) -> list[nn.Module]:
+        """Expert modules (CPU) decoded from VAE latents ``(B, T, h)``."""
+        decoded = self.vae.decode(latents.to(self.field_mean.device))
+        return self._experts(self.normalizer.inverse({k: v.cpu() for k, v in decoded.items()}))
+
     def decode_mean_latent(self, features: Mapping[str, Tensor]) -> nn.Module:
         """The expert decoded from the mean VAE latent of ``n`` experts with weight features
-        ``{key: (n, N_t, D_t)}`` (as the zoo stores them): the centre of their cluster in latent space."""
-        device = self.field_mean.device
-        feats = {k: v.float().to(device) for k, v in self.normalizer.transform(features).items()}
-        mu, _ = self.vae.encode(feats)  # (n, T, h)
-        decoded = self.vae.decode(mu.mean(0, keepdim=True))
-        return self._experts(self.normalizer.inverse({k: v.cpu() for k, v in decoded.items()}))[0]
+        ``{key: (n, N_t, D_t)}``: the centre of their cluster in latent space."""
+        return self.decode(self.encode(features).mean(0, keepdim=True))[0]
 
     @torch.no_grad()
     def estimate_environment(self, observations: Tensor, normalized: bool = False) -> Tensor:

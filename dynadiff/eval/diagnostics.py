@@ -9,6 +9,7 @@ import torch
 
 from ..data.dataset import Dataset
 from ..data.environments import Manifest
+from ..nn.prompter import monomials, ridge_fit, ridge_predict
 from .harness import Method
 
 if TYPE_CHECKING:
@@ -34,12 +35,10 @@ def prompt_env_mae(model, data: Dataset, obs_len: int) -> dict[str, Any] | None:
     return out
 
 
-def nearest_seen(manifest: Manifest) -> list[int]:
-    """For every environment, the nearest seen environment in parameter space (itself when seen).
-
-    Each parameter is measured in units of its range over the grid; a parameter whose grid excludes
-    its endpoint (a phase: ``s = 1`` is ``s = 0``) is compared around its period.
-    """
+def parameter_grid(manifest: Manifest) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every environment's parameters ``(E, P)``, their range over the grid ``(P,)`` (1 where constant)
+    and their period ``(P,)``: that of a parameter whose grid excludes its endpoint (a phase: ``s = 1``
+    is ``s = 0``), ``inf`` for the others."""
     params = np.array([manifest.params(i) for i in range(len(manifest.environments))], dtype=float)
     span = np.ptp(params, axis=0)
     span[span == 0] = 1.0
@@ -48,6 +47,16 @@ def nearest_seen(manifest: Manifest) -> list[int]:
         spec = manifest.config.get("environments", {}).get(name, {})
         if spec.get("endpoint", True) is False and "stop" in spec:
             period[j] = float(spec["stop"]) - float(spec["start"])
+    return params, span, period
+
+
+def nearest_seen(manifest: Manifest) -> list[int]:
+    """For every environment, the nearest seen environment in parameter space (itself when seen).
+
+    Each parameter is measured in units of its range over the grid; a phase is compared around its
+    period (:func:`parameter_grid`).
+    """
+    params, span, period = parameter_grid(manifest)
     seen = np.asarray(manifest.seen)
     diff = np.abs(params[:, None, :] - params[None, seen, :])  # (E, S, P)
     diff = np.minimum(diff, period - diff) / span
@@ -68,5 +77,41 @@ def nearest_seen_method(model: DynaDiff, archive: ZooArchive, manifest: Manifest
             feats = {k: v[rows] for k, v in archive.features.items()}
             cache[s] = model.predictor(model.decode_mean_latent(feats).to(model.field_mean.device))
         return cache[s]
+
+    return adapt
+
+
+def parameter_features(manifest: Manifest) -> torch.Tensor:
+    """``(E, F)``: each environment parameter scaled to ``[-1, 1]`` over the grid, a phase as the cosine
+    and sine of its angle (so that a smooth function of the features is periodic in it)."""
+    params, span, period = parameter_grid(manifest)
+    cols = []
+    for j in range(params.shape[1]):
+        if np.isfinite(period[j]):
+            angle = 2 * np.pi * params[:, j] / period[j]
+            cols += [np.cos(angle), np.sin(angle)]
+        else:
+            cols.append(2 * (params[:, j] - params[:, j].min()) / span[j] - 1)
+    return torch.tensor(np.stack(cols, 1), dtype=torch.float64)
+
+
+def interpolation_method(
+    model: DynaDiff, archive: ZooArchive, manifest: Manifest, degree: int = 2
+) -> Method:
+    """The ceiling of generation *with* interpolation, as a harness method (an oracle: it is told the
+    true environment parameters): the expert decoded from a least-squares polynomial of degree
+    ``degree`` in the parameter features (:func:`parameter_features`) fitted to the zoo's latents,
+    every expert one sample. Below :func:`nearest_seen_method` out-domain, the zoo can be interpolated
+    between seen environments; DynaDiff above it loses what the zoo and the VAE hold."""
+    x = monomials(parameter_features(manifest), degree)[:, 1:]  # ridge_fit adds the constant
+    latents = model.encode(archive.features).double()  # (N, T, h)
+    coef = ridge_fit(x[archive.env_index.long()], latents.flatten(1), ridge=1e-6)
+    cache = {}
+
+    def adapt(env: int, obs: torch.Tensor):
+        if env not in cache:
+            z = ridge_predict(x[env : env + 1], coef).float().view(1, *latents.shape[1:])
+            cache[env] = model.predictor(model.decode(z)[0].to(model.field_mean.device))
+        return cache[env]
 
     return adapt

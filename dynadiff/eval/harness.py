@@ -279,6 +279,11 @@ def summary_lines(results: Mapping[str, Any]) -> list[str]:
             "nearest_seen is an oracle told the true parameters: the decoded mean latent of the "
             "nearest seen environment's zoo experts (generation without interpolation)"
         )
+    if "interpolation" in results["methods"]:
+        lines.append(
+            "interpolation is an oracle told the true parameters: the decoded least-squares "
+            "polynomial of the parameters fitted to the zoo's latents (generation with interpolation)"
+        )
     for name, t in (results.get("training") or {}).items():
         parts = [f"{t['models']} x {t['params_per_model']:,} parameters"]
         if "best_step_mean" in t and t["best_step_min"] < t["steps_max"]:  # stopped at a plateau

@@ -28,7 +28,7 @@ from ..data.dataset import Dataset
 from ..data.simulate import simulate_dataset
 from ..data.windows import ObservationBank
 from ..distributed import SINGLE, World
-from ..eval.diagnostics import nearest_seen_method, prompt_env_mae
+from ..eval.diagnostics import interpolation_method, nearest_seen_method, prompt_env_mae
 from ..eval.figures import save_figures
 from ..eval.harness import evaluate as run_harness
 from ..eval.harness import markdown_table, save_results, summary_lines
@@ -321,6 +321,10 @@ def evaluate(
     }
     if ecfg["nearest_seen"]:
         methods["nearest_seen"] = nearest_seen_method(model, archive, data.manifest)
+    if ecfg["interpolation_degree"]:
+        methods["interpolation"] = interpolation_method(
+            model, archive, data.manifest, ecfg["interpolation_degree"]
+        )
     t = time.perf_counter()
     results = run_harness(
         methods,

@@ -216,3 +216,20 @@ def test_nearest_seen_environment_in_scaled_and_periodic_parameters(tmp_path):
     # without the period, (0.1, 0.8) is nearest to (0.2, 0.4): scaled distances^2 1 (to s = 0), 0.5, 1.06
     m.config = {"environments": {**spec, "s": {**spec["s"], "endpoint": True}}}
     assert nearest_seen(m)[4] == 7
+
+
+def test_parameter_features_scale_ranges_and_turn_phases_into_angles(tmp_path):
+    from dynadiff.data.environments import Manifest, environment_grid
+    from dynadiff.eval.diagnostics import parameter_features
+
+    spec = {
+        "A": {"start": 0.1, "stop": 0.3, "num": 3},
+        "s": {"start": 0.0, "stop": 1.0, "num": 4, "endpoint": False},
+    }
+    envs = environment_grid(spec)  # index = 4 * iA + is; s in {0, 0.25, 0.5, 0.75}
+    m = Manifest(tmp_path, "sys", "tiny", ["A", "s"], envs, [0], {"environments": spec})
+    f = parameter_features(m)  # (A scaled, cos 2 pi s, sin 2 pi s)
+    assert f.shape == (12, 3)
+    assert f[[0, 4, 8], 0].tolist() == pytest.approx([-1.0, 0.0, 1.0], abs=1e-6)
+    want = torch.tensor([[1, 0], [0, 1], [-1, 0], [0, -1]], dtype=f.dtype)
+    assert torch.allclose(f[:4, 1:], want, atol=1e-12)

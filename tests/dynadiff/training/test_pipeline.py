@@ -218,6 +218,32 @@ def test_candidates_keep_the_expert_that_fits_the_observations_best(trained_zoo,
         model.generate(obs[:1], steps=3, candidates=2)
 
 
+def test_interpolation_oracle_reproduces_each_seen_environments_mean_latent(trained_zoo, tmp_path):
+    """Two seen environments, one parameter: a line through their mean latents passes through both,
+    so at a seen environment the degree-1 oracle decodes that environment's mean latent."""
+    from dynadiff.eval.diagnostics import interpolation_method
+    from dynadiff.pipeline.stages import generator, vae
+
+    run, data, archive, _, _ = trained_zoo
+    cfg = copy.deepcopy(run.cfg)
+    cfg["generator"]["vae"]["steps"] = 2
+    cfg["generator"]["dit"]["steps"] = 1
+    run = dataclasses.replace(
+        run, cfg=cfg, layout=dataclasses.replace(run.layout, models_root=tmp_path)
+    )
+    vae(run, data, archive)
+    model = generator(run, data, archive)
+    m = data.manifest
+    assert len(m.seen) == 2 and len(m.env_params) == 1
+    oracle = interpolation_method(model, archive, m, degree=1)
+    x = data.observations(m.seen[0], length=2)
+    for e in m.seen:
+        rows = (archive.env_index == e).nonzero().flatten()
+        mean = model.decode_mean_latent({k: v[rows] for k, v in archive.features.items()})
+        with torch.no_grad():
+            assert torch.allclose(oracle(e, x)(x), model.predictor(mean)(x), atol=1e-4)
+
+
 def test_demo_tiny_end_to_end(tmp_path, monkeypatch, capsys):
     from dynadiff.cli.pipeline import cli
     from dynadiff.generate import DynaDiff
@@ -238,6 +264,7 @@ def test_demo_tiny_end_to_end(tmp_path, monkeypatch, capsys):
         "one_per_env",
         "one_for_all",
         "nearest_seen",
+        "interpolation",
         "persistence",
         "climatology",
     }
