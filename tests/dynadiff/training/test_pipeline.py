@@ -162,20 +162,27 @@ def test_every_representation_trains_saves_loads_and_generates(
         )
 
 
-def test_closed_form_environment_estimate_is_fitted_saved_and_loaded(trained_zoo, tmp_path):
-    from dynadiff.generate import DynaDiff
+def _quick_generator(trained_zoo, tmp_path, **prompter):
+    """VAE and DiT trained for 2 steps each on the tiny zoo, under ``tmp_path``: ``(run, data, archive,
+    model)``; ``prompter``: overrides of ``generator.dit.prompter``."""
     from dynadiff.pipeline.stages import generator, vae
 
     run, data, archive, _, _ = trained_zoo
     cfg = copy.deepcopy(run.cfg)
     cfg["generator"]["vae"]["steps"] = 2
     cfg["generator"]["dit"]["steps"] = 2
-    cfg["generator"]["dit"]["prompter"]["env_estimate"] = True
+    cfg["generator"]["dit"]["prompter"].update(prompter)
     run = dataclasses.replace(
         run, cfg=cfg, layout=dataclasses.replace(run.layout, models_root=tmp_path)
     )
     vae(run, data, archive)
-    trained = generator(run, data, archive)
+    return run, data, archive, generator(run, data, archive)
+
+
+def test_closed_form_environment_estimate_is_fitted_saved_and_loaded(trained_zoo, tmp_path):
+    from dynadiff.generate import DynaDiff
+
+    run, data, _, trained = _quick_generator(trained_zoo, tmp_path, env_estimate=True)
     model = DynaDiff.load(run.layout.model)
     coef = model.prompter.estimate_coef  # (explicit statistics + 1, parameters)
     assert coef.shape == (model.prompter.explicit_dim + 1, 1) and coef.abs().sum() > 0
@@ -186,17 +193,8 @@ def test_closed_form_environment_estimate_is_fitted_saved_and_loaded(trained_zoo
 
 def test_candidates_keep_the_expert_that_fits_the_observations_best(trained_zoo, tmp_path):
     from dynadiff.eval.rollout import rollout
-    from dynadiff.pipeline.stages import generator, vae
 
-    run, data, archive, _, _ = trained_zoo
-    cfg = copy.deepcopy(run.cfg)
-    cfg["generator"]["vae"]["steps"] = 2
-    cfg["generator"]["dit"]["steps"] = 2
-    run = dataclasses.replace(
-        run, cfg=cfg, layout=dataclasses.replace(run.layout, models_root=tmp_path)
-    )
-    vae(run, data, archive)
-    model = generator(run, data, archive)
+    _, data, _, model = _quick_generator(trained_zoo, tmp_path)
     obs = data.observations(data.manifest.unseen[0], length=4)
 
     def weights(expert):
@@ -222,17 +220,8 @@ def test_interpolation_oracle_reproduces_each_seen_environments_mean_latent(trai
     """Two seen environments, one parameter: a line through their mean latents passes through both,
     so at a seen environment the degree-1 oracle decodes that environment's mean latent."""
     from dynadiff.eval.diagnostics import interpolation_method
-    from dynadiff.pipeline.stages import generator, vae
 
-    run, data, archive, _, _ = trained_zoo
-    cfg = copy.deepcopy(run.cfg)
-    cfg["generator"]["vae"]["steps"] = 2
-    cfg["generator"]["dit"]["steps"] = 1
-    run = dataclasses.replace(
-        run, cfg=cfg, layout=dataclasses.replace(run.layout, models_root=tmp_path)
-    )
-    vae(run, data, archive)
-    model = generator(run, data, archive)
+    _, data, archive, model = _quick_generator(trained_zoo, tmp_path)
     m = data.manifest
     assert len(m.seen) == 2 and len(m.env_params) == 1
     oracle = interpolation_method(model, archive, m, degree=1)
