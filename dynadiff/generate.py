@@ -21,6 +21,7 @@ from .diffusion import classifier_free_guidance
 from .eval.rollout import rollout
 from .io import CheckpointError, load_torch, save_torch
 from .model import DynaDiffConfig, build_generator, build_vae
+from .nn.vae import encode_zoo
 from .zoo.archive import expert_layout
 from .zoo.experts import advance
 
@@ -181,7 +182,13 @@ class DynaDiff(nn.Module):
                 f"choosing among candidates needs >= 2 observed frames (one step), got {obs.shape[1]}"
             )
         feats = self.generate_features(
-            obs, num_samples * candidates, steps, seed, guidance, True, temperature
+            obs,
+            num_samples * candidates,
+            steps,
+            seed,
+            guidance,
+            normalized=True,
+            temperature=temperature,
         )
         experts = self._experts(feats)
         if candidates == 1:
@@ -204,18 +211,13 @@ class DynaDiff(nn.Module):
         """Weight-graph features ``{key: (B, N_t, D_t)}`` -> ``B`` expert modules (CPU)."""
         return [wg.to_module(g, self.template).eval() for g in self.layout.graphs_from_stack(feats)]
 
-    @torch.no_grad()
-    def encode(self, features: Mapping[str, Tensor], chunk: int = 64) -> Tensor:
+    def encode(self, features: Mapping[str, Tensor]) -> Tensor:
         """Posterior-mean VAE latents ``(n, T, h)`` of ``n`` experts with weight features
         ``{key: (n, N_t, D_t)}`` (as the zoo stores them)."""
         device = self.field_mean.device
-        feats = {k: v.float() for k, v in self.normalizer.transform(features).items()}
-        n = next(iter(feats.values())).shape[0]
-        return torch.cat(
-            [
-                self.vae.encode({k: v[i : i + chunk].to(device) for k, v in feats.items()})[0]
-                for i in range(0, n, chunk)
-            ]
+        return encode_zoo(
+            self.vae,
+            {k: v.float().to(device) for k, v in self.normalizer.transform(features).items()},
         )
 
     @torch.no_grad()
@@ -239,8 +241,9 @@ class DynaDiff(nn.Module):
         return self.prompter.regress(prompt) * self.param_std + self.param_mean
 
     def predictor(self, expert: nn.Module):
-        """The one-step predictor of a generated expert on normalised fields."""
-        return lambda x: advance(expert, x, self.residual)
+        """The one-step predictor of a generated expert on normalised fields (the expert follows the
+        fields to their device)."""
+        return lambda x: advance(expert.to(x.device), x, self.residual)
 
     def method(
         self,
@@ -276,7 +279,7 @@ class DynaDiff(nn.Module):
         """Generate one expert from ``observations (L, ...)`` (physical units) and roll it out ``horizon``
         steps from the last observed frame; returns ``(horizon, ...)`` in physical units."""
         obs = self._prepare(observations, normalized=False)[0]
-        expert = self.generate(obs, steps=steps, seed=seed, normalized=True)[0].to(obs.device)
+        expert = self.generate(obs, steps=steps, seed=seed, normalized=True)[0]
         traj = rollout(self.predictor(expert), obs[-1:], horizon)[0]
         shape = [1] * traj.dim()
         shape[-3 if traj.dim() == 4 else -1] = -1  # channel axis: (T, C, H, W) or (T, D)

@@ -75,7 +75,7 @@ def nearest_seen_method(model: DynaDiff, archive: ZooArchive, manifest: Manifest
         if s not in cache:
             rows = (archive.env_index == s).nonzero().flatten()
             feats = {k: v[rows] for k, v in archive.features.items()}
-            cache[s] = model.predictor(model.decode_mean_latent(feats).to(model.field_mean.device))
+            cache[s] = model.predictor(model.decode_mean_latent(feats))
         return cache[s]
 
     return adapt
@@ -111,7 +111,7 @@ def interpolation_method(
     def adapt(env: int, obs: torch.Tensor):
         if env not in cache:
             z = ridge_predict(x[env : env + 1], coef).float().view(1, *latents.shape[1:])
-            cache[env] = model.predictor(model.decode(z)[0].to(model.field_mean.device))
+            cache[env] = model.predictor(model.decode(z)[0])
         return cache[env]
 
     return adapt

@@ -259,6 +259,19 @@ class RawWeights(nn.Module):
         return self.decode(mu), mu, logvar
 
 
+@torch.no_grad()
+def encode_zoo(vae: WeightVAE, feats_n: Mapping[str, Tensor], chunk: int = 32) -> Tensor:
+    """Posterior-mean latents ``(N_experts, N_tokens, h)`` of normalised weight features
+    ``{key: (N_experts, N_t, D_t)}``, encoded ``chunk`` experts at a time."""
+    n = next(iter(feats_n.values())).shape[0]
+    return torch.cat(
+        [
+            vae.encode({k: v[s : s + chunk] for k, v in feats_n.items()})[0]
+            for s in range(0, n, chunk)
+        ]
+    )
+
+
 def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
     """``KL(N(mu, sigma^2) || N(0, 1))`` averaged over tokens and latent dims, per sample: ``(B,)``."""
     return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).flatten(1).mean(1)

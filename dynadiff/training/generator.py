@@ -18,21 +18,9 @@ from torch import Tensor
 from ..data.windows import ObservationBank
 from ..distributed import SINGLE, World
 from ..model import DynaDiffConfig, build_generator
-from ..nn.vae import WeightVAE
+from ..nn.vae import WeightVAE, encode_zoo
 from ..zoo.archive import ZooArchive
 from .loop import LoopConfig, train
-
-
-@torch.no_grad()
-def encode_zoo(vae: WeightVAE, feats_n: Mapping[str, Tensor], chunk: int = 32) -> Tensor:
-    """Mean per-node latents ``(N_experts, N_nodes, h)``."""
-    n = next(iter(feats_n.values())).shape[0]
-    return torch.cat(
-        [
-            vae.encode({k: v[s : s + chunk] for k, v in feats_n.items()})[0]
-            for s in range(0, n, chunk)
-        ]
-    )
 
 
 def train_generator(
