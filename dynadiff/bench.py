@@ -293,8 +293,14 @@ def run_suite(
 
 
 # ---------------------------------------------------------------------- tables
-# methods drawn as lines next to DynaDiff (nearest_seen: the oracle ceiling without interpolation)
-REFERENCES = {"not_adaptive": "tab:red", "one_per_env": "tab:green", "nearest_seen": "tab:purple"}
+# methods drawn as lines next to DynaDiff (nearest_seen and interpolation: the oracle ceilings
+# of generation without and with interpolation)
+REFERENCES = {
+    "not_adaptive": "tab:red",
+    "one_per_env": "tab:green",
+    "nearest_seen": "tab:purple",
+    "interpolation": "tab:orange",
+}
 METRICS = {  # label -> how to read it from a results.json (DynaDiff, out-domain)
     "rmse": lambda r: r["methods"]["dynadiff"]["out_domain"]["rmse"],
     "ssim": lambda r: r["methods"]["dynadiff"]["out_domain"]["ssim"],

@@ -135,7 +135,7 @@ class DynaDiff(nn.Module):
         if not temperature >= 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         obs = self._prepare(observations, normalized)
-        prompt = self.prompter(obs).repeat_interleave(num_samples, 0)  # (B S, P)
+        prompt = self.condition(obs).repeat_interleave(num_samples, 0)  # (B S, P)
         g = torch.Generator().manual_seed(seed) if seed is not None else None
         null = {"drop_prompt": torch.ones(len(prompt), dtype=torch.bool, device=prompt.device)}
         model = classifier_free_guidance(self.dit, guidance, null)
@@ -231,14 +231,25 @@ class DynaDiff(nn.Module):
         ``{key: (n, N_t, D_t)}``: the centre of their cluster in latent space."""
         return self.decode(self.encode(features).mean(0, keepdim=True))[0]
 
+    def condition(self, obs: Tensor) -> Tensor:
+        """What the DiT is conditioned on for normalised observations ``obs (B, L, ...)``: the prompt
+        ``(B, prompt_dim)``, or with ``condition`` ``estimate``/``head`` the standardised
+        environment parameters ``(B, P)`` the prompter reads from them."""
+        prompt = self.prompter(obs)
+        if self.config.condition == "prompt":
+            return prompt
+        return self.prompter.read_environment(prompt, self.config.condition)
+
     @torch.no_grad()
     def estimate_environment(self, observations: Tensor, normalized: bool = False) -> Tensor:
-        """The environment parameters ``(B, P)`` the prompter's auxiliary head reads from ``observations``.
+        """The environment parameters ``(B, P)`` read from ``observations``: by the closed-form
+        estimate when the DiT is conditioned on it, else by the prompter's auxiliary head.
 
-        A diagnostic of how informative the prompt is (needs a model trained with ``aux_weight > 0``).
+        A diagnostic of how informative the prompt is (the head needs ``aux_weight > 0``).
         """
         prompt = self.prompter(self._prepare(observations, normalized))
-        return self.prompter.regress(prompt) * self.param_std + self.param_mean
+        source = "estimate" if self.config.condition == "estimate" else "head"
+        return self.prompter.read_environment(prompt, source) * self.param_std + self.param_mean
 
     def predictor(self, expert: nn.Module):
         """The one-step predictor of a generated expert on normalised fields (the expert follows the

@@ -24,6 +24,9 @@ from .nn.vae import (
     token_counts,
 )
 
+# what the DiT is conditioned on (``generator.dit.condition``, docs/generator.md)
+CONDITIONS = ("prompt", "estimate", "head")
+
 
 @dataclass(frozen=True)
 class VAEConfig:
@@ -84,6 +87,10 @@ class DynaDiffConfig:
             its data channels and whether it predicts increments.
         env_params: names of the environment parameters.
         vae, dit, prompter, diffusion: the networks' init arguments.
+        condition: what the DiT is conditioned on (:data:`CONDITIONS`): ``prompt`` (the prompter's
+            output, the paper) or the standardised environment parameters, read from the
+            observations at generation by the prompter's closed-form ``estimate`` or its auxiliary
+            ``head`` (the true parameters of each expert's environment in training).
         system: the system name (informational).
     """
 
@@ -99,6 +106,12 @@ class DynaDiffConfig:
     diffusion: DiffusionConfig
     system: str = ""
     extra: dict = field(default_factory=dict)
+    condition: str = "prompt"
+
+    @property
+    def condition_dim(self) -> int | None:
+        """The DiT's conditioning width when it is the parameters (``None``: the prompt's width)."""
+        return None if self.condition == "prompt" else len(self.env_params)
 
     @classmethod
     def from_config(
@@ -116,6 +129,11 @@ class DynaDiffConfig:
         """From the ``generator`` section of the composed config and what the zoo and data fix."""
         v, d = generator["vae"], generator["dit"]
         pc = d["prompter"]
+        condition = d.get("condition", "prompt")
+        if condition not in CONDITIONS:
+            raise ValueError(
+                f"generator.dit.condition must be one of {CONDITIONS}, got {condition!r}"
+            )
         return cls(
             node_types=tuple((str(k), int(n), int(w)) for k, n, w in node_types),
             frame_shape=tuple(int(s) for s in frame_shape),
@@ -134,9 +152,10 @@ class DynaDiffConfig:
                 pc["propagator"],
                 len(env_params) if d["aux_weight"] > 0 else 0,
                 int(pc["tendency_degree"]),
-                len(env_params) if pc["env_estimate"] else 0,
+                len(env_params) if pc["env_estimate"] or condition == "estimate" else 0,
             ),
             diffusion=DiffusionConfig(**d["diffusion"]),
+            condition=condition,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -158,6 +177,7 @@ class DynaDiffConfig:
             diffusion=DiffusionConfig(**d["diffusion"]),
             system=d.get("system", ""),
             extra=dict(d.get("extra", {})),
+            condition=d.get("condition", "prompt"),  # models saved before the option: the prompt
         )
 
 
@@ -191,5 +211,6 @@ def build_generator(cfg: DynaDiffConfig) -> tuple[LatentDiT, DynamicsPrompter, G
         env_estimate=p.env_estimate,
     )
     counts = token_counts(cfg.node_types, cfg.vae.representation, cfg.vae.token_size)
-    dit = LatentDiT(counts, cfg.vae.latent_dim, prompter.prompt_dim, **asdict(cfg.dit))
+    width = prompter.prompt_dim if cfg.condition_dim is None else cfg.condition_dim
+    dit = LatentDiT(counts, cfg.vae.latent_dim, width, **asdict(cfg.dit))
     return dit, prompter, GaussianDiffusion(**asdict(cfg.diffusion))

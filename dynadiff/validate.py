@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Mapping
 
+from .model import CONDITIONS
 from .nn.dit import DIT_PRESETS
 from .nn.vae import REPRESENTATIONS, VAE_PRESETS
 from .zoo.build import REFERENCES
@@ -209,6 +210,13 @@ def _generator(c: _Checker) -> None:
         "generator.dit.prompt_dropout", lambda v: _is_num(v) and 0 <= v < 1, "a number in [0, 1)"
     )
     c.choice("generator.dit.latent_norm", ("per_coordinate", "global"))
+    c.choice("generator.dit.condition", CONDITIONS)
+    if c.get("generator.dit.condition") == "head":
+        c.check(
+            "generator.dit.aux_weight",
+            lambda v: _is_num(v) and v > 0,
+            "> 0 with generator.dit.condition=head (the head is trained by the auxiliary loss)",
+        )
     c.int_min("generator.dit.prompter.tendency_degree", 0)
     for k in ("propagator", "env_estimate"):
         c.check(f"generator.dit.prompter.{k}", lambda v: isinstance(v, bool), "true or false")

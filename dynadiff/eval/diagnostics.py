@@ -20,10 +20,10 @@ DOMAINS = ("in_domain", "out_domain")
 
 
 def prompt_env_mae(model, data: Dataset, obs_len: int) -> dict[str, Any] | None:
-    """Mean absolute error of the environment parameters that ``model``'s auxiliary head reads from each
-    environment's evaluation observations (test trajectory 0, first ``obs_len`` frames), per domain and
-    parameter; ``None`` for a model trained without the auxiliary head."""
-    if model.prompter.aux is None:
+    """Mean absolute error of the environment parameters that ``model`` reads from each environment's
+    evaluation observations (test trajectory 0, first ``obs_len`` frames; :meth:`DynaDiff.estimate_environment`),
+    per domain and parameter; ``None`` for a model that reads none (no auxiliary head, no estimate)."""
+    if model.prompter.aux is None and model.config.condition != "estimate":
         return None
     m = data.manifest
     out: dict[str, Any] = {"params": m.env_params}

@@ -183,8 +183,8 @@ class DynamicsPrompter(nn.Module):
         tendency_degree: append the ``C * M`` coefficients of :func:`tendency_fit` of this degree
             (``0``: none).
         env_estimate: append a closed-form estimate of this many environment parameters (``0``:
-            none): a ridge regression of the standardised parameters on the standardised explicit
-            statistics, fitted by :meth:`fit_statistics` on full-length training windows.
+            none): a ridge regression of the parameters on the standardised explicit statistics,
+            fitted by :meth:`fit_statistics` on full-length training windows.
 
     The explicit statistics are standardised with the buffers ``stat_mean``/``stat_std``, which the
     trainer sets from the training observations (:meth:`fit_statistics`).
@@ -233,7 +233,8 @@ class DynamicsPrompter(nn.Module):
     def fit_statistics(self, obs: Tensor, params: Tensor | None = None) -> None:
         """Fit the closed-form parts on full-length training windows ``obs (N, L, ...)``: the
         standardisation of the explicit statistics and, with ``env_estimate``, the ridge regression of
-        the windows' environment parameters ``params (N, P)`` on them."""
+        the windows' environment parameters ``params (N, P)`` on them (in the scale they are given:
+        the trainer standardises them as the auxiliary head's targets, so both read the same units)."""
         e = self.explicit(obs, torch.full((obs.shape[0],), obs.shape[1], device=obs.device))
         self.stat_mean.copy_(e.mean(0))
         self.stat_std.copy_(e.std(0).clamp_min(1e-6) if e.shape[0] > 1 else torch.ones_like(e[0]))
@@ -244,9 +245,8 @@ class DynamicsPrompter(nn.Module):
                     f"({len(obs)}, {self.env_estimate}); got "
                     f"{None if params is None else tuple(params.shape)}"
                 )
-            y = (params - params.mean(0)) / params.std(0).clamp_min(1e-6)
             x = (e - self.stat_mean) / self.stat_std
-            self.estimate_coef.copy_(ridge_fit(x.double(), y.double()).to(e.dtype))
+            self.estimate_coef.copy_(ridge_fit(x.double(), params.double()).to(e.dtype))
 
     def explicit(self, obs: Tensor, lengths: Tensor) -> Tensor:
         """The closed-form statistics, ``(B, explicit_dim)`` (unscaled)."""
@@ -265,6 +265,17 @@ class DynamicsPrompter(nn.Module):
         )
         _, h = self.gru(packed)
         return torch.cat([explicit, h[-1]], dim=-1)
+
+    def read_environment(self, prompt: Tensor, source: str) -> Tensor:
+        """The environment parameters ``(B, P)`` read from ``prompt (B, prompt_dim)`` by the closed-form
+        ``estimate`` (its part of the prompt) or the auxiliary ``head``."""
+        if source == "head":
+            return self.regress(prompt)
+        if source != "estimate":
+            raise ValueError(f"source must be 'estimate' or 'head', got {source!r}")
+        if not self.env_estimate:
+            raise RuntimeError("this prompter has no closed-form estimate (env_estimate=0)")
+        return prompt[:, self.explicit_dim : self.explicit_dim + self.env_estimate]
 
     def regress(self, prompt: Tensor) -> Tensor:
         """Auxiliary environment-parameter prediction ``(B, P)``."""

@@ -3,7 +3,9 @@
 Each step: a batch of zoo experts; their per-node latents from the frozen VAE (posterior means,
 standardised per coordinate over the zoo, ``latent_norm``); for each expert an observation window of its own environment with a length drawn from
 ``[1, L]`` (variable-length training); loss = diffusion noise MSE + ``aux_weight`` x the auxiliary
-regression of the (standardised) environment parameters from the prompt.
+regression of the (standardised) environment parameters from the prompt. With
+``generator.dit.condition`` ``estimate`` or ``head`` the DiT is conditioned on the true standardised
+parameters instead of the prompt (docs/generator.md).
 """
 
 from __future__ import annotations
@@ -76,9 +78,12 @@ def train_generator(
     window_params = torch.cat(
         [archive.env_params[archive.env_index == e][:1].expand(len(bank.traj[e]), -1) for e in envs]
     )
-    prompter.fit_statistics(bank.full(envs), window_params.float())
+    prompter.fit_statistics(bank.full(envs), ((window_params - p_mean) / p_std).float())
     parts = torch.nn.ModuleDict({"dit": dit, "prompter": prompter}).to(device)
     z_dev, params_dev = z_all.to(device), ((params - p_mean) / p_std).to(device)
+    # condition "estimate"/"head": the DiT learns p(latent | parameters) from the true parameters of
+    # each expert's environment; the prompter only has to read them (the auxiliary loss)
+    by_parameters = model_cfg.condition != "prompt"
     g = torch.Generator().manual_seed(cfg["seed"])
     n = z_all.shape[0]
 
@@ -99,7 +104,7 @@ def train_generator(
                 z_dev[idx.to(device)],
                 t=t[rows].to(device),
                 noise=noise[rows].to(device),
-                prompt=prompt,
+                prompt=params_dev[idx.to(device)] if by_parameters else prompt,
                 drop_prompt=None if drop is None else drop[rows].to(device),
             ).mean()
         }

@@ -262,6 +262,14 @@ def test_two_simulations_in_one_directory_leave_valid_identical_files(tmp_path):
             r"generator.sample.temperature: must be a number >= 0",
         ),
         (
+            ["generator.dit.condition=parameters"],
+            r"generator.dit.condition: must be one of \['prompt', 'estimate', 'head'\]",
+        ),
+        (
+            ["generator.dit.condition=head", "generator.dit.aux_weight=0"],
+            r"generator.dit.aux_weight: must be > 0 with generator.dit.condition=head",
+        ),
+        (
             ["generator.obs_len=40"],
             r"generator.obs_len: 40 observed frames, but trajectories have 16",
         ),

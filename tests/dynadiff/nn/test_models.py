@@ -245,10 +245,12 @@ def test_env_estimate_reads_a_rate_linear_in_the_tendency():
 
     rates = torch.linspace(-0.05, 0.05, 40)
     p = DynamicsPrompter((2,), hidden=4, tendency_degree=1, env_estimate=1)
-    p.fit_statistics(windows(rates), rates[:, None])
+    p.fit_statistics(windows(rates), rates[:, None] / 0.05)  # in the units it is given
     new = torch.tensor([-0.04, 0.01, 0.03])
-    estimate = p(windows(new))[:, p.explicit_dim]  # the estimate follows the explicit statistics
-    assert torch.allclose(estimate, (new - rates.mean()) / rates.std(), atol=0.05)
+    estimate = p.read_environment(p(windows(new)), "estimate")[
+        :, 0
+    ]  # follows the explicit statistics
+    assert torch.allclose(estimate, new / 0.05, atol=0.05)
     assert p.prompt_dim == p.explicit_dim + 1 + 4
     with pytest.raises(ValueError, match="env_estimate=1 needs the parameters"):
         p.fit_statistics(windows(rates))

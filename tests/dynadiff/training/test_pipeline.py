@@ -162,15 +162,16 @@ def test_every_representation_trains_saves_loads_and_generates(
         )
 
 
-def _quick_generator(trained_zoo, tmp_path, **prompter):
+def _quick_generator(trained_zoo, tmp_path, dit=None, **prompter):
     """VAE and DiT trained for 2 steps each on the tiny zoo, under ``tmp_path``: ``(run, data, archive,
-    model)``; ``prompter``: overrides of ``generator.dit.prompter``."""
+    model)``; ``dit``, ``prompter``: overrides of ``generator.dit`` and ``generator.dit.prompter``."""
     from dynadiff.pipeline.stages import generator, vae
 
     run, data, archive, _, _ = trained_zoo
     cfg = copy.deepcopy(run.cfg)
     cfg["generator"]["vae"]["steps"] = 2
     cfg["generator"]["dit"]["steps"] = 2
+    cfg["generator"]["dit"].update(dit or {})
     cfg["generator"]["dit"]["prompter"].update(prompter)
     run = dataclasses.replace(
         run, cfg=cfg, layout=dataclasses.replace(run.layout, models_root=tmp_path)
@@ -189,6 +190,38 @@ def test_closed_form_environment_estimate_is_fitted_saved_and_loaded(trained_zoo
     assert torch.equal(coef, trained.prompter.estimate_coef)
     obs = data.observations(data.manifest.seen[0], length=4)[None]
     assert torch.equal(model.prompter(obs), trained.prompter(obs))
+
+
+@pytest.mark.parametrize("condition", ["estimate", "head"])
+def test_parameter_conditioning_generates_from_the_parameters_read_from_the_frames(
+    trained_zoo, tmp_path, condition
+):
+    """condition=estimate|head: the DiT's condition is the standardised parameters the prompter reads
+    from the frames, so generating from the frames equals sampling the DiT at that reading; the model
+    saves and loads with it, and the reading is reported in the parameters' units."""
+    from dynadiff.generate import DynaDiff
+
+    run, data, _, trained = _quick_generator(trained_zoo, tmp_path, dit={"condition": condition})
+    model = DynaDiff.load(run.layout.model)
+    assert model.config.condition == condition
+    assert model.dit.null_prompt.numel() == len(model.config.env_params)
+    obs = torch.stack([data.observations(e, length=4) for e in data.manifest.seen[:2]])
+    cond = model.condition(obs)
+    estimate = model.estimate_environment(obs, normalized=True)
+    assert torch.allclose(cond * model.param_std + model.param_mean, estimate)
+    assert torch.equal(cond, trained.condition(obs))
+    shape = (2, model.vae.num_tokens, model.vae.latent_dim)
+    noise = torch.randn(shape, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        z = model.diffusion.ddim_sample(model.dit, shape, steps=2, noise=noise, prompt=cond)
+    want = model.decode(z * model.latent_std + model.latent_mean)
+    got = model.generate(obs, steps=2, seed=3, normalized=True)
+    for a, b in zip(got, want, strict=True):
+        assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
+    with torch.no_grad():  # the estimate is closed-form: the learned GRU branch cannot move it
+        for w in model.prompter.gru.parameters():
+            w.add_(1.0)
+    assert torch.equal(model.condition(obs), cond) == (condition == "estimate")
 
 
 def test_candidates_keep_the_expert_that_fits_the_observations_best(trained_zoo, tmp_path):
