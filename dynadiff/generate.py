@@ -240,6 +240,12 @@ class DynaDiff(nn.Module):
             return prompt
         return self.prompter.read_environment(prompt, self.config.condition)
 
+    @property
+    def reads_environment(self) -> bool:
+        """Whether :meth:`estimate_environment` works: an auxiliary head, or the closed-form estimate
+        the DiT is conditioned on."""
+        return self.prompter.aux is not None or self.config.condition == "estimate"
+
     @torch.no_grad()
     def estimate_environment(self, observations: Tensor, normalized: bool = False) -> Tensor:
         """The environment parameters ``(B, P)`` read from ``observations``: by the closed-form

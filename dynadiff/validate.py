@@ -238,6 +238,7 @@ def _generator(c: _Checker) -> None:
     c.check("eval.after_observations", lambda v: isinstance(v, bool), "true or false")
     c.check("eval.nearest_seen", lambda v: isinstance(v, bool), "true or false")
     c.int_min("eval.interpolation_degree", 0)
+    c.check("eval.latent_regression", lambda v: isinstance(v, bool), "true or false")
     c.int_min("generate.num_samples", 1)
     c.check(
         "generate.env",

@@ -23,7 +23,7 @@ def prompt_env_mae(model, data: Dataset, obs_len: int) -> dict[str, Any] | None:
     """Mean absolute error of the environment parameters that ``model`` reads from each environment's
     evaluation observations (test trajectory 0, first ``obs_len`` frames; :meth:`DynaDiff.estimate_environment`),
     per domain and parameter; ``None`` for a model that reads none (no auxiliary head, no estimate)."""
-    if model.prompter.aux is None and model.config.condition != "estimate":
+    if not model.reads_environment:
         return None
     m = data.manifest
     out: dict[str, Any] = {"params": m.env_params}
@@ -81,37 +81,53 @@ def nearest_seen_method(model: DynaDiff, archive: ZooArchive, manifest: Manifest
     return adapt
 
 
-def parameter_features(manifest: Manifest) -> torch.Tensor:
+def parameter_features(manifest: Manifest, params: np.ndarray | None = None) -> torch.Tensor:
     """``(E, F)``: each environment parameter scaled to ``[-1, 1]`` over the grid, a phase as the cosine
-    and sine of its angle (so that a smooth function of the features is periodic in it)."""
-    params, span, period = parameter_grid(manifest)
+    and sine of its angle (so that a smooth function of the features is periodic in it); of every
+    environment of the grid, or of given values ``params (n, P)`` (then ``(n, F)``, same scaling)."""
+    grid, span, period = parameter_grid(manifest)
+    params = grid if params is None else np.asarray(params, dtype=float)
     cols = []
     for j in range(params.shape[1]):
         if np.isfinite(period[j]):
             angle = 2 * np.pi * params[:, j] / period[j]
             cols += [np.cos(angle), np.sin(angle)]
         else:
-            cols.append(2 * (params[:, j] - params[:, j].min()) / span[j] - 1)
+            cols.append(2 * (params[:, j] - grid[:, j].min()) / span[j] - 1)
     return torch.tensor(np.stack(cols, 1), dtype=torch.float64)
 
 
 def interpolation_method(
-    model: DynaDiff, archive: ZooArchive, manifest: Manifest, degree: int = 2
+    model: DynaDiff,
+    archive: ZooArchive,
+    manifest: Manifest,
+    degree: int = 2,
+    from_frames: bool = False,
 ) -> Method:
     """The ceiling of generation *with* interpolation, as a harness method (an oracle: it is told the
     true environment parameters): the expert decoded from a least-squares polynomial of degree
     ``degree`` in the parameter features (:func:`parameter_features`) fitted to the zoo's latents,
     every expert one sample. Below :func:`nearest_seen_method` out-domain, the zoo can be interpolated
-    between seen environments; DynaDiff above it loses what the zoo and the VAE hold."""
+    between seen environments; DynaDiff above it loses what the zoo and the VAE hold.
+
+    ``from_frames``: not told the parameters, but given what ``model`` reads from the observed frames
+    (:meth:`DynaDiff.estimate_environment`): a baseline without diffusion (VAE + regression in latent
+    space), which DynaDiff has to beat to show that its diffusion model earns its cost."""
     x = monomials(parameter_features(manifest), degree)[:, 1:]  # ridge_fit adds the constant
     latents = model.encode(archive.features).double()  # (N, T, h)
     coef = ridge_fit(x[archive.env_index.long()], latents.flatten(1), ridge=1e-6)
     cache = {}
 
+    def expert_at(features: torch.Tensor):
+        z = ridge_predict(monomials(features, degree)[:, 1:], coef).float()
+        return model.predictor(model.decode(z.view(1, *latents.shape[1:]))[0])
+
     def adapt(env: int, obs: torch.Tensor):
+        if from_frames:
+            read = model.estimate_environment(obs, normalized=True).cpu().double().numpy()
+            return expert_at(parameter_features(manifest, read))
         if env not in cache:
-            z = ridge_predict(x[env : env + 1], coef).float().view(1, *latents.shape[1:])
-            cache[env] = model.predictor(model.decode(z)[0])
+            cache[env] = expert_at(parameter_features(manifest)[env : env + 1])
         return cache[env]
 
     return adapt

@@ -284,6 +284,11 @@ def summary_lines(results: Mapping[str, Any]) -> list[str]:
             "interpolation is an oracle told the true parameters: the decoded least-squares "
             "polynomial of the parameters fitted to the zoo's latents (generation with interpolation)"
         )
+    if "latent_regression" in results["methods"]:
+        lines.append(
+            "latent_regression is not an oracle: the same polynomial at the parameters the generator "
+            "reads from the observed frames (VAE + regression, no diffusion)"
+        )
     for name, t in (results.get("training") or {}).items():
         parts = [f"{t['models']} x {t['params_per_model']:,} parameters"]
         if "best_step_mean" in t and t["best_step_min"] < t["steps_max"]:  # stopped at a plateau

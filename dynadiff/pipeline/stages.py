@@ -325,6 +325,10 @@ def evaluate(
         methods["interpolation"] = interpolation_method(
             model, archive, data.manifest, ecfg["interpolation_degree"]
         )
+        if ecfg["latent_regression"] and model.reads_environment:
+            methods["latent_regression"] = interpolation_method(
+                model, archive, data.manifest, ecfg["interpolation_degree"], from_frames=True
+            )
     t = time.perf_counter()
     results = run_harness(
         methods,

@@ -145,8 +145,8 @@ def test_representation_suite_tiny_and_resume(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("suite", ["ablations", "scaling", "prompt"])
-def test_ablations_scaling_and_prompt_suites_tiny(tmp_path, monkeypatch, suite):
+@pytest.mark.parametrize("suite", ["ablations", "scaling", "prompt", "conditioning"])
+def test_other_suites_tiny(tmp_path, monkeypatch, suite):
     monkeypatch.chdir(tmp_path)
     table = _run(suite, tmp_path / "bench", 1)
     rows = table["systems"]["lambda_omega"]["variants"]

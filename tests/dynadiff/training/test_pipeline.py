@@ -264,6 +264,15 @@ def test_interpolation_oracle_reproduces_each_seen_environments_mean_latent(trai
         mean = model.decode_mean_latent({k: v[rows] for k, v in archive.features.items()})
         with torch.no_grad():
             assert torch.allclose(oracle(e, x)(x), model.predictor(mean)(x), atol=1e-4)
+    # the baseline without diffusion is that polynomial at what the model reads from the frames:
+    # reading the true parameters it is the oracle, reading another environment's it is that one's
+    regression = interpolation_method(model, archive, m, degree=1, from_frames=True)
+    truth = torch.tensor([[m.environments[e][p] for p in m.env_params] for e in m.seen])
+    a, b = m.seen
+    for read, env, like in ((truth[0], a, a), (truth[1], b, b), (truth[1], a, b)):
+        model.estimate_environment = lambda obs, normalized=False, v=read: v[None]
+        with torch.no_grad():
+            assert torch.allclose(regression(env, x)(x), oracle(like, x)(x), atol=1e-5)
 
 
 def test_demo_tiny_end_to_end(tmp_path, monkeypatch, capsys):
@@ -287,6 +296,7 @@ def test_demo_tiny_end_to_end(tmp_path, monkeypatch, capsys):
         "one_for_all",
         "nearest_seen",
         "interpolation",
+        "latent_regression",
         "persistence",
         "climatology",
     }
