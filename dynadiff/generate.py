@@ -241,10 +241,18 @@ class DynaDiff(nn.Module):
         return self.prompter.read_environment(prompt, self.config.condition)
 
     @property
+    def environment_source(self) -> str | None:
+        """How :meth:`estimate_environment` reads the parameters: ``"estimate"`` when the DiT is
+        conditioned on the closed-form estimate, else ``"head"`` (the auxiliary head), ``None`` when
+        there is neither."""
+        if self.config.condition == "estimate":
+            return "estimate"
+        return "head" if self.prompter.aux is not None else None
+
+    @property
     def reads_environment(self) -> bool:
-        """Whether :meth:`estimate_environment` works: an auxiliary head, or the closed-form estimate
-        the DiT is conditioned on."""
-        return self.prompter.aux is not None or self.config.condition == "estimate"
+        """Whether :meth:`estimate_environment` works."""
+        return self.environment_source is not None
 
     @torch.no_grad()
     def estimate_environment(self, observations: Tensor, normalized: bool = False) -> Tensor:
@@ -254,7 +262,7 @@ class DynaDiff(nn.Module):
         A diagnostic of how informative the prompt is (the head needs ``aux_weight > 0``).
         """
         prompt = self.prompter(self._prepare(observations, normalized))
-        source = "estimate" if self.config.condition == "estimate" else "head"
+        source = self.environment_source or "head"  # the head's error names what is missing
         return self.prompter.read_environment(prompt, source) * self.param_std + self.param_mean
 
     def predictor(self, expert: nn.Module):

@@ -113,7 +113,8 @@ def interpolation_method(
     ``from_frames``: not told the parameters, but given what ``model`` reads from the observed frames
     (:meth:`DynaDiff.estimate_environment`): a baseline without diffusion (VAE + regression in latent
     space), which DynaDiff has to beat to show that its diffusion model earns its cost."""
-    x = monomials(parameter_features(manifest), degree)[:, 1:]  # ridge_fit adds the constant
+    grid = parameter_features(manifest)
+    x = monomials(grid, degree)[:, 1:]  # ridge_fit adds the constant
     latents = model.encode(archive.features).double()  # (N, T, h)
     coef = ridge_fit(x[archive.env_index.long()], latents.flatten(1), ridge=1e-6)
     cache = {}
@@ -127,7 +128,7 @@ def interpolation_method(
             read = model.estimate_environment(obs, normalized=True).cpu().double().numpy()
             return expert_at(parameter_features(manifest, read))
         if env not in cache:
-            cache[env] = expert_at(parameter_features(manifest)[env : env + 1])
+            cache[env] = expert_at(grid[env : env + 1])
         return cache[env]
 
     return adapt

@@ -206,7 +206,7 @@ def train(
     if plateau is not None:
         plateau.restore()
     elif ema is not None:
-        ema.copy_to(params)
+        ema.copy_to_params()
     model.eval()
     return {
         "losses": losses,
@@ -233,8 +233,8 @@ class _EMA:
         self.shadow = [t.clone() for t in shadow]
 
     @torch.no_grad()
-    def copy_to(self, params: list[nn.Parameter]) -> None:
-        for p, s in zip(params, self.shadow, strict=True):
+    def copy_to_params(self) -> None:
+        for p, s in zip(self.params, self.shadow, strict=True):
             p.copy_(s)
 
 
