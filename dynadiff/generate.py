@@ -20,7 +20,8 @@ from .data.dataset import normalise
 from .diffusion import classifier_free_guidance
 from .eval.rollout import rollout
 from .io import CheckpointError, load_torch, save_torch
-from .model import DynaDiffConfig, build_generator, build_vae
+from .model import DynaDiffConfig, build_generator, build_vae, latent_centre
+from .nn.prompter import monomials
 from .nn.vae import encode_zoo
 from .zoo.archive import expert_layout
 from .zoo.experts import advance
@@ -34,9 +35,10 @@ class DynaDiff(nn.Module):
     Args:
         config: the architecture (:class:`~dynadiff.model.DynaDiffConfig`); the networks are built
             from it, and training or :meth:`load` fills in the weights and the buffers
-            ``field_mean/std (C,)`` (data normalisation), ``latent_mean/std (N, h)`` (diffusion runs on
-            ``(z - mean) / std``), ``param_mean/std (P,)`` (auxiliary head scaling) and the weight-feature
-            normaliser.
+            ``field_mean/std (C,)`` (data normalisation), ``latent_mean/std (N, h)`` and
+            ``latent_slopes (M - 1, N, h)`` (diffusion runs on ``(z - centre) / std``,
+            :func:`~dynadiff.model.latent_centre`), ``param_mean/std (P,)`` (auxiliary head scaling)
+            and the weight-feature normaliser.
     """
 
     def __init__(self, config: DynaDiffConfig):
@@ -66,6 +68,8 @@ class DynaDiff(nn.Module):
         ):
             self.register_buffer(f"{name}_mean", torch.zeros(shape))
             self.register_buffer(f"{name}_std", torch.ones(shape))
+        slopes = len(monomials(torch.zeros(1, p), config.latent_mean_degree)[0]) - 1
+        self.register_buffer("latent_slopes", torch.zeros(slopes, tokens, h))
         self.meta: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ persistence
@@ -98,7 +102,9 @@ class DynaDiff(nn.Module):
                 f"{path}: DynaDiff format version {s.get('version')!r}, this code reads {VERSION}"
             )
         model = cls(DynaDiffConfig.from_dict(s["config"]))
-        model.load_state_dict(s["state"])
+        state = dict(s["state"])
+        state.setdefault("latent_slopes", model.latent_slopes)  # saved before the regression mean
+        model.load_state_dict(state)
         model.normalizer = Normalizer.from_state_dict(model.layout, s["normalizer"])
         model.meta = dict(s.get("meta", {}))
         return model.eval()
@@ -142,7 +148,7 @@ class DynaDiff(nn.Module):
         shape = (len(prompt), self.vae.num_tokens, self.vae.latent_dim)
         noise = temperature * torch.randn(shape, generator=g).to(prompt.device)
         z = self.diffusion.ddim_sample(model, shape, steps=steps, noise=noise, prompt=prompt)
-        z = z * self.latent_std + self.latent_mean
+        z = z * self.latent_std + self.centre(prompt)
         return self.normalizer.inverse(
             {k: v.cpu() for k, v in self.vae.decode(z).items()}
         )  # normaliser on the CPU
@@ -239,6 +245,14 @@ class DynaDiff(nn.Module):
         if self.config.condition == "prompt":
             return prompt
         return self.prompter.read_environment(prompt, self.config.condition)
+
+    def centre(self, condition: Tensor) -> Tensor:
+        """The centre ``(B, T, h)`` that the diffused latents deviate from, for the DiT's condition
+        ``(B, ...)``: the zoo's mean latent, or with ``latent_mean_degree > 0`` its regression on the
+        standardised environment parameters that the condition is."""
+        return latent_centre(
+            self.latent_mean, self.latent_slopes, condition, self.config.latent_mean_degree
+        )
 
     @property
     def environment_source(self) -> str | None:

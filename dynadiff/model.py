@@ -12,9 +12,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
+import torch
+from torch import Tensor
+
 from .diffusion import GaussianDiffusion
 from .nn.dit import DIT_PRESETS, LatentDiT
-from .nn.prompter import DynamicsPrompter
+from .nn.prompter import DynamicsPrompter, monomials
 from .nn.vae import (
     VAE_PRESETS,
     Edges,
@@ -91,6 +94,9 @@ class DynaDiffConfig:
             output, the paper) or the standardised environment parameters, read from the
             observations at generation by the prompter's closed-form ``estimate`` or its auxiliary
             ``head`` (the true parameters of each expert's environment in training).
+        latent_mean_degree: the degree of the polynomial in the standardised environment
+            parameters that centres the latents the DiT diffuses (:func:`latent_centre`); 0: the
+            zoo's mean latent (the paper); >= 1 needs ``condition`` ``estimate`` or ``head``.
         system: the system name (informational).
     """
 
@@ -107,6 +113,7 @@ class DynaDiffConfig:
     system: str = ""
     extra: dict = field(default_factory=dict)
     condition: str = "prompt"
+    latent_mean_degree: int = 0
 
     @property
     def condition_dim(self) -> int | None:
@@ -134,6 +141,12 @@ class DynaDiffConfig:
             raise ValueError(
                 f"generator.dit.condition must be one of {CONDITIONS}, got {condition!r}"
             )
+        degree = int(d.get("latent_mean_degree", 0))
+        if degree > 0 and condition == "prompt":
+            raise ValueError(
+                "generator.dit.latent_mean_degree > 0 centres the latents on the environment "
+                "parameters: it needs generator.dit.condition=estimate or head"
+            )
         return cls(
             node_types=tuple((str(k), int(n), int(w)) for k, n, w in node_types),
             frame_shape=tuple(int(s) for s in frame_shape),
@@ -156,6 +169,7 @@ class DynaDiffConfig:
             ),
             diffusion=DiffusionConfig(**d["diffusion"]),
             condition=condition,
+            latent_mean_degree=degree,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -178,7 +192,19 @@ class DynaDiffConfig:
             system=d.get("system", ""),
             extra=dict(d.get("extra", {})),
             condition=d.get("condition", "prompt"),  # models saved before the option: the prompt
+            latent_mean_degree=d.get("latent_mean_degree", 0),
         )
+
+
+def latent_centre(mean: Tensor, slopes: Tensor, params: Tensor, degree: int) -> Tensor:
+    """The centre of the diffused latents ``(B, T, h)``: ``mean (T, h)`` plus the polynomial of degree
+    ``degree`` with coefficients ``slopes (M - 1, T, h)`` on the non-constant monomials
+    (:func:`~dynadiff.nn.prompter.monomials`) of each row of standardised environment parameters
+    ``params (B, P)``; degree 0: ``mean`` for every row."""
+    if degree == 0:
+        return mean.expand(len(params), *mean.shape)
+    x = monomials(params.to(slopes.dtype), degree)[:, 1:]
+    return mean + torch.einsum("bm,mth->bth", x, slopes)
 
 
 def _vae_config(v: Mapping[str, Any], node_types) -> VAEConfig:

@@ -217,6 +217,20 @@ def _generator(c: _Checker) -> None:
             lambda v: _is_num(v) and v > 0,
             "> 0 with generator.dit.condition=head (the head is trained by the auxiliary loss)",
         )
+    c.int_min("generator.dit.latent_mean_degree", 0)
+    degree = c.get("generator.dit.latent_mean_degree")
+    if _is_int(degree) and degree > 0:
+        c.check(
+            "generator.dit.condition",
+            lambda v: v in ("estimate", "head"),
+            "estimate or head with generator.dit.latent_mean_degree > 0 (the centre is a function "
+            "of the environment parameters, read from the frames at generation)",
+        )
+        c.check(
+            "generator.dit.latent_norm",
+            lambda v: v == "per_coordinate",
+            "per_coordinate with generator.dit.latent_mean_degree > 0",
+        )
     c.int_min("generator.dit.prompter.tendency_degree", 0)
     for k in ("propagator", "env_estimate"):
         c.check(f"generator.dit.prompter.{k}", lambda v: isinstance(v, bool), "true or false")

@@ -288,6 +288,7 @@ def generator(run: Run, data: Dataset, archive: ZooArchive) -> DynaDiff:
             ("field_mean", field_mean),
             ("field_std", field_std),
             ("latent_mean", trained["latent_mean"]),
+            ("latent_slopes", trained["latent_slopes"]),
             ("latent_std", trained["latent_std"]),
             ("param_mean", trained["param_mean"]),
             ("param_std", trained["param_std"]),

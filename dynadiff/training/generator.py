@@ -19,10 +19,61 @@ from torch import Tensor
 
 from ..data.windows import ObservationBank
 from ..distributed import SINGLE, World
-from ..model import DynaDiffConfig, build_generator
+from ..model import DynaDiffConfig, build_generator, latent_centre
+from ..nn.prompter import monomials
 from ..nn.vae import WeightVAE, encode_zoo
 from ..zoo.archive import ZooArchive
 from .loop import LoopConfig, train
+
+
+def latent_scaling(
+    latents: Tensor, params: Tensor, norm: str, degree: int = 0
+) -> tuple[Tensor, Tensor, Tensor]:
+    """How the zoo's latents ``(N, T, h)`` are centred and scaled for diffusion: ``(mean (T, h),
+    slopes (M - 1, T, h), std (T, h))``, the latent diffused being
+    ``(z - latent_centre(mean, slopes, params)) / std``.
+
+    ``norm``: ``per_coordinate`` (each coordinate in units of its spread over the zoo) or ``global``
+    (one scale, latent diffusion's usual choice). ``degree`` 0: the centre is the zoo's mean latent
+    (``slopes`` is empty). ``degree >= 1``: the centre is a least-squares polynomial of that degree in
+    the standardised environment parameters ``params (N, P)`` (``M`` monomials), and the DiT diffuses
+    what the regression does not explain (needs ``per_coordinate``).
+    """
+    n = len(latents)
+    if degree > 0:
+        # least squares (the minimum-norm solution where the seen environments do not determine
+        # every monomial), in double precision on the CPU
+        x = monomials(params.detach().double().cpu(), degree)  # (N, M), the constant first
+        y = latents.detach().double().cpu().flatten(1)
+        coef = torch.linalg.lstsq(x, y, driver="gelsd").solution.view(-1, *latents.shape[1:])
+        z_mean, z_slopes = coef[0].to(latents), coef[1:].to(latents)
+    else:
+        z_mean = latents.mean(0)
+        z_slopes = latents.new_zeros((0, *latents.shape[1:]))
+    if norm == "per_coordinate":
+        # Model deviations from the zoo's mean latent (or its regression on the parameters), per
+        # coordinate in units of their spread: all experts share one base, so most of the latent is
+        # common to the zoo and carries no environment information.
+        residual = latents - latent_centre(z_mean, z_slopes, params, degree)
+        z_std = (
+            residual.std(0).clamp_min(1e-3 * latents.std().item())
+            if n > 1
+            else torch.ones_like(z_mean)
+        )
+    elif norm == "global":
+        if degree > 0:
+            raise ValueError(
+                "a latent regression mean (latent_mean_degree > 0) needs latent_norm=per_coordinate"
+            )
+        z_mean, z_std = (
+            torch.zeros_like(latents[0]),
+            latents.std().clamp_min(1e-6).expand_as(latents[0]).clone(),
+        )
+    else:
+        raise ValueError(
+            f"generator.dit.latent_norm must be per_coordinate or global, got {norm!r}"
+        )
+    return z_mean, z_slopes, z_std
 
 
 def train_generator(
@@ -49,30 +100,18 @@ def train_generator(
     device = torch.device(device)
     torch.manual_seed(cfg["seed"])
     latents = encode_zoo(vae, feats_n)  # (N, nodes, h)
-    if cfg["latent_norm"] == "per_coordinate":
-        # Model deviations from the zoo's mean latent, per coordinate in units of their spread: all experts
-        # share one base, so most of the latent is common to the zoo and carries no environment information.
-        z_mean = latents.mean(0)
-        z_std = (
-            latents.std(0).clamp_min(1e-3 * latents.std().item())
-            if len(latents) > 1
-            else torch.ones_like(z_mean)
-        )
-    elif cfg["latent_norm"] == "global":  # one global scale (latent diffusion's usual choice)
-        z_mean, z_std = (
-            torch.zeros_like(latents[0]),
-            latents.std().clamp_min(1e-6).expand_as(latents[0]).clone(),
-        )
-    else:
-        raise ValueError(
-            f"generator.dit.latent_norm must be per_coordinate or global, got {cfg['latent_norm']!r}"
-        )
-    z_all = (latents - z_mean) / z_std
     params = archive.env_params
     p_mean, p_std = (
         params.mean(0),
         params.std(0).clamp_min(1e-6) if len(params) > 1 else torch.ones(params.shape[1]),
     )
+    z_mean, z_slopes, z_std = latent_scaling(
+        latents, (params - p_mean) / p_std, cfg["latent_norm"], model_cfg.latent_mean_degree
+    )
+    z_all = (
+        latents
+        - latent_centre(z_mean, z_slopes, (params - p_mean) / p_std, model_cfg.latent_mean_degree)
+    ) / z_std
     dit, prompter, diffusion = build_generator(model_cfg)
     envs = sorted(bank.traj)
     window_params = torch.cat(
@@ -139,6 +178,7 @@ def train_generator(
         "prompter": prompter,
         "diffusion": diffusion,
         "latent_mean": z_mean,
+        "latent_slopes": z_slopes,
         "latent_std": z_std,
         "param_mean": p_mean,
         "param_std": p_std,

@@ -270,6 +270,22 @@ def test_two_simulations_in_one_directory_leave_valid_identical_files(tmp_path):
             r"generator.dit.aux_weight: must be > 0 with generator.dit.condition=head",
         ),
         (
+            ["generator.dit.latent_mean_degree=1"],
+            r"generator.dit.condition: must be estimate or head with generator.dit.latent_mean_degree > 0",
+        ),
+        (
+            [
+                "generator.dit.latent_mean_degree=2",
+                "generator.dit.condition=estimate",
+                "generator.dit.latent_norm=global",
+            ],
+            r"generator.dit.latent_norm: must be per_coordinate with generator.dit.latent_mean_degree > 0",
+        ),
+        (
+            ["generator.dit.latent_mean_degree=-1"],
+            r"generator.dit.latent_mean_degree: must be an integer >= 0",
+        ),
+        (
             ["generator.obs_len=40"],
             r"generator.obs_len: 40 observed frames, but trajectories have 16",
         ),

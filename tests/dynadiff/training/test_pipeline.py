@@ -224,6 +224,41 @@ def test_parameter_conditioning_generates_from_the_parameters_read_from_the_fram
     assert torch.equal(model.condition(obs), cond) == (condition == "estimate")
 
 
+def test_latent_regression_mean_is_the_centre_the_dit_deviates_from(trained_zoo, tmp_path):
+    """latent_mean_degree=1: the DiT diffuses the residuals of a regression of the zoo's latents on the
+    standardised parameters (they have zero mean over the zoo), the model saves and loads the
+    regression, and a DiT that predicts no residual generates the expert that the regression
+    predicts at the parameters read from the frames: the latent_regression baseline."""
+    from dynadiff.eval.diagnostics import interpolation_method
+    from dynadiff.generate import DynaDiff
+
+    dit = {"condition": "estimate", "latent_mean_degree": 1}
+    run, data, archive, trained = _quick_generator(trained_zoo, tmp_path, dit=dit)
+    model = DynaDiff.load(run.layout.model)
+    assert model.config.latent_mean_degree == 1
+    p = len(model.config.env_params)
+    assert model.latent_slopes.shape == (p, *model.latent_mean.shape)
+    assert model.latent_slopes.abs().sum() > 0
+    assert torch.equal(model.latent_slopes, trained.latent_slopes)
+    params = (archive.env_params - model.param_mean) / model.param_std
+    residual = model.encode(archive.features) - model.centre(params.float())
+    assert residual.mean(0).abs().max() < 1e-4 * model.latent_std.max()
+    assert model.config.diffusion.prediction == "x0"
+    with torch.no_grad():  # a DiT whose clean-latent estimate is the centre
+        model.dit.final.linear.weight.zero_()
+        model.dit.final.linear.bias.zero_()
+    env = data.manifest.unseen[0]
+    obs = data.observations(env, length=4)[None]
+    got = model.generate(obs, steps=1, temperature=0.0, normalized=True)[0]
+    want = model.decode(model.centre(model.condition(obs)))[0]
+    assert all(torch.equal(a, b) for a, b in zip(got.parameters(), want.parameters(), strict=True))
+    baseline = interpolation_method(model, archive, data.manifest, degree=1, from_frames=True)
+    frame = obs[0, -1:]
+    assert torch.allclose(
+        model.predictor(got)(frame), baseline(env, obs[0])(frame), atol=1e-4, rtol=1e-3
+    )
+
+
 def test_candidates_keep_the_expert_that_fits_the_observations_best(trained_zoo, tmp_path):
     from dynadiff.eval.rollout import rollout
 
