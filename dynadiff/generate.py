@@ -7,6 +7,7 @@ future = model.predict(observations, horizon=100)                         # roll
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -21,7 +22,6 @@ from .diffusion import classifier_free_guidance
 from .eval.rollout import rollout
 from .io import CheckpointError, load_torch, save_torch
 from .model import DynaDiffConfig, build_generator, build_vae, latent_centre
-from .nn.prompter import monomials
 from .nn.vae import encode_zoo
 from .zoo.archive import expert_layout
 from .zoo.experts import advance
@@ -68,8 +68,8 @@ class DynaDiff(nn.Module):
         ):
             self.register_buffer(f"{name}_mean", torch.zeros(shape))
             self.register_buffer(f"{name}_std", torch.ones(shape))
-        slopes = len(monomials(torch.zeros(1, p), config.latent_mean_degree)[0]) - 1
-        self.register_buffer("latent_slopes", torch.zeros(slopes, tokens, h))
+        monomials = math.comb(p + config.latent_mean_degree, p)  # of degree 0..latent_mean_degree
+        self.register_buffer("latent_slopes", torch.zeros(monomials - 1, tokens, h))
         self.meta: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ persistence

@@ -259,6 +259,27 @@ def test_latent_regression_mean_is_the_centre_the_dit_deviates_from(trained_zoo,
     )
 
 
+def test_a_model_saved_before_the_conditioning_options_loads_and_generates_the_same(
+    trained_zoo, tmp_path
+):
+    """A dynadiff.pt written before ``condition`` and ``latent_mean_degree`` existed (no such config
+    keys, no ``latent_slopes`` buffer) loads as the paper's prompt-conditioned model."""
+    from dynadiff.generate import DynaDiff
+    from dynadiff.io import load_torch, save_torch
+
+    run, data, _, _ = _quick_generator(trained_zoo, tmp_path)
+    saved = load_torch(run.layout.model)
+    for key in ("condition", "latent_mean_degree"):
+        del saved["config"][key]
+    del saved["state"]["latent_slopes"]
+    old = save_torch(tmp_path / "old.pt", saved)
+    model, before = DynaDiff.load(old), DynaDiff.load(run.layout.model)
+    assert model.config == before.config and model.config.condition == "prompt"
+    obs = data.observations(data.manifest.unseen[0], length=4)
+    a, b = (m.generate(obs, steps=2, seed=1)[0] for m in (model, before))
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
+
+
 def test_candidates_keep_the_expert_that_fits_the_observations_best(trained_zoo, tmp_path):
     from dynadiff.eval.rollout import rollout
 
