@@ -10,7 +10,9 @@ one job after another; ``joblib``: parallel on this machine; ``slurm``: one SLUR
 What a variant retrains decides where its artifacts live, so that nothing is trained twice:
 
 * ``eval`` (only ``eval.*`` / ``generator.sample.*`` overrides): shares the default generator;
-* ``generator`` (``generator.*``): its own model directory, on the shared data and zoo;
+* ``dit`` (``generator.*`` but not ``generator.vae.*``): its own model directory, on the default
+  VAE (``paths.vae``), data and zoo, so its paired difference to the reference is the DiT's alone;
+* ``generator`` (``generator.vae.*``): its own model directory, on the shared data and zoo;
 * ``zoo`` (``zoo.*``, ``system.*``, ``expert.*``): its own zoo and model directories (``name=``).
 
 A repeat whose run directory already holds ``results.json`` made with the same overrides is
@@ -41,7 +43,7 @@ from .eval.figures import pyplot, save_figure
 from .io import write_json, write_text
 
 SUITES = Path(__file__).parent / "configs" / "bench"
-RETRAINS = ("eval", "generator", "zoo")
+RETRAINS = ("eval", "dit", "generator", "zoo")
 SUITE_KEYS = (
     "name",
     "description",
@@ -57,6 +59,7 @@ SUITE_KEYS = (
 )
 _ZOO_KEYS = ("zoo.", "system.", "expert.", "name=")
 _EVAL_KEYS = ("eval.", "generator.sample.", "baselines_in_demo=")
+_DIT_KEYS = ("generator.dit.", "generator.obs_len=")
 
 
 @dataclass(frozen=True)
@@ -79,18 +82,24 @@ class Variant:
         """Where this variant's zoo and generator live (none: the defaults, shared)."""
         if self.retrains == "zoo":
             return [f"name=${{expert.arch}}-{self.tag}"]
+        own = f"paths.models=${{paths.root}}/models/bench/{self.tag}"
+        if self.retrains == "dit":  # the VAE where the default generator has it
+            return [own, "paths.vae=${paths.root}/models"]
         if self.retrains == "generator":
-            return [f"paths.models=${{paths.root}}/models/bench/{self.tag}"]
+            return [own]
         return []
 
 
 def infer_retrains(overrides: tuple[str, ...]) -> str:
-    """The most expensive stage an override list changes (``zoo`` > ``generator`` > ``eval``)."""
+    """The most expensive stage an override list changes (``zoo`` > ``generator`` (the VAE) >
+    ``dit`` > ``eval``)."""
     keys = [o.lstrip("+~") for o in overrides]
     if any(k.startswith(_ZOO_KEYS) for k in keys):
         return "zoo"
     if all(k.startswith(_EVAL_KEYS) for k in keys):
         return "eval"
+    if all(k.startswith(_EVAL_KEYS + _DIT_KEYS) for k in keys):
+        return "dit"
     return "generator"
 
 

@@ -5,6 +5,7 @@
     <paths.data>/<system>/<preset>/                 dataset: manifest.json, stats.json, env_0000.h5 ...
     <paths.zoo>/<system>/<preset>/<name>[-scratch]/ zoo: base/, experts/env_*/seed_*/, baselines/, zoo.h5
     <paths.models>/<system>/<preset>/<name>/        generator: vae.pt, dynadiff.pt, *_last.pt, logs
+    <paths.vae>/<system>/<preset>/<name>/           vae.pt, when paths.vae is set (shared by generators)
     <paths.runs>/...                                Hydra run directories: results, figures
 
 Every stage, benchmark and test asks an :class:`ArtifactLayout` for its paths.
@@ -28,6 +29,8 @@ class ArtifactLayout:
         init: the zoo's initialisation (``base``; ``scratch`` zoos get their own directory).
         variant: a subdirectory below the data, zoo and model directories (``seed_2`` for repeat 2
             of a multi-seed run; empty: none).
+        vae_root: the root of the VAE's directory (``paths.vae``; ``None``: ``models_root``, the
+            VAE beside the generator). Generators that differ only in the DiT can share one VAE.
     """
 
     data_root: Path
@@ -38,6 +41,7 @@ class ArtifactLayout:
     name: str
     init: str = "base"
     variant: str = ""
+    vae_root: Path | None = None
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> ArtifactLayout:
@@ -52,6 +56,7 @@ class ArtifactLayout:
             cfg["preset"],
             cfg.get("name") or "default",
             zoo.get("init", "base"),
+            vae_root=Path(paths["vae"]) if paths.get("vae") else None,
         )
 
     # ------------------------------------------------------------------ data
@@ -97,8 +102,13 @@ class ArtifactLayout:
         return self.models_root / self.system / self.preset / self.name / self.variant
 
     @property
+    def vae_dir(self) -> Path:
+        root = self.models_root if self.vae_root is None else self.vae_root
+        return root / self.system / self.preset / self.name / self.variant
+
+    @property
     def vae(self) -> Path:
-        return self.model_dir / "vae.pt"
+        return self.vae_dir / "vae.pt"
 
     @property
     def model(self) -> Path:

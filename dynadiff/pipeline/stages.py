@@ -202,9 +202,9 @@ def vae(run: Run, data: Dataset, archive: ZooArchive) -> dict[str, Any]:
     inputs = {"zoo": artifact_digest(archive.path), "data": data.fingerprint()}
     key = digest({"vae": vcfg, **inputs})
     path = run.layout.vae
-    with run.lock(run.layout.model_dir):  # a concurrent run waits, then reuses
+    with run.lock(run.layout.vae_dir):  # a concurrent run waits, then reuses
         if run.world.main:
-            clean_temporaries(run.layout.model_dir)
+            clean_temporaries(run.layout.vae_dir)
         if is_done(path, key):
             return load_torch(path)
         probes = probe_inputs(archive, data, vcfg["probe_frames"], seed=vcfg["seed"])
@@ -213,7 +213,7 @@ def vae(run: Run, data: Dataset, archive: ZooArchive) -> dict[str, Any]:
             probes,
             model_config(run, data, archive),
             vcfg,
-            run.layout.model_dir,
+            run.layout.vae_dir,
             run.progress,
             run.device,
             key=key,
@@ -250,6 +250,8 @@ def generator(run: Run, data: Dataset, archive: ZooArchive) -> DynaDiff:
     key = digest({"dit": gcfg["dit"], "obs_len": gcfg["obs_len"], "symmetry": symmetry, **inputs})
     path = run.layout.model
     with run.lock(run.layout.model_dir):  # a concurrent run waits, then reuses
+        if run.world.main and run.layout.vae_dir != run.layout.model_dir:
+            clean_temporaries(run.layout.model_dir)
         if is_done(path, key):
             return DynaDiff.load(path)
         config = model_config(run, data, archive)

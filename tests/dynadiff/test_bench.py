@@ -15,6 +15,11 @@ def test_what_an_override_list_retrains():
     assert infer_retrains(("generator.vae.func_weight=0", "eval.obs_len=1")) == "generator"
     assert infer_retrains(("zoo.n_experts=2", "generator.vae.func_weight=0")) == "zoo"
     assert infer_retrains(("system.split.n_seen=6",)) == "zoo"
+    # the DiT alone: the default VAE is shared, so the paired difference is the DiT's
+    assert infer_retrains(("generator.dit.aux_weight=0", "generator.obs_len=5")) == "dit"
+    assert infer_retrains(("generator.dit.aux_weight=0", "generator.vae.beta=1")) == "generator"
+    dit = Variant("d", ("generator.dit.aux_weight=0",), "dit").artifact_overrides()
+    assert dit[1:] == ["paths.vae=${paths.root}/models"] and dit[0].startswith("paths.models=")
     a, b = Variant("x", ("generator.vae.beta=1",)), Variant("x", ("generator.vae.beta=2",))
     assert a.tag != b.tag  # the same name with other overrides never shares artifacts
     assert a.artifact_overrides() == [f"paths.models=${{paths.root}}/models/bench/{a.tag}"]

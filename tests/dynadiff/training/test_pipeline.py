@@ -280,6 +280,27 @@ def test_a_model_saved_before_the_conditioning_options_loads_and_generates_the_s
     assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
 
 
+def test_generators_that_differ_in_the_dit_alone_share_one_vae(trained_zoo, tmp_path):
+    """With ``paths.vae`` pointing at another generator's VAE, a generator with other DiT settings
+    reuses that VAE (not retrained, not copied) and trains its DiT in its own directory."""
+    from dynadiff.pipeline.stages import generator, vae
+
+    run, data, archive, _ = _quick_generator(trained_zoo, tmp_path / "a")
+    shared, stamp = run.layout.vae, run.layout.vae.stat().st_mtime_ns
+    cfg = copy.deepcopy(run.cfg)
+    cfg["generator"]["dit"]["aux_weight"] = 0.0
+    layout = dataclasses.replace(run.layout, models_root=tmp_path / "b", vae_root=tmp_path / "a")
+    other = dataclasses.replace(run, cfg=cfg, layout=layout)
+    assert other.layout.vae == shared
+    paths = {**run.cfg["paths"], "models": str(tmp_path / "b"), "vae": str(tmp_path / "a")}
+    configured = ArtifactLayout.from_config({**run.cfg, "paths": paths})  # paths.vae
+    assert (configured.vae, configured.model) == (shared, layout.model)
+    vae(other, data, archive)
+    model = generator(other, data, archive)
+    assert shared.stat().st_mtime_ns == stamp and not (layout.model_dir / "vae.pt").exists()
+    assert layout.model.is_file() and model.prompter.aux is None
+
+
 def test_candidates_keep_the_expert_that_fits_the_observations_best(trained_zoo, tmp_path):
     from dynadiff.eval.rollout import rollout
 
