@@ -10,7 +10,7 @@ one job after another; ``joblib``: parallel on this machine; ``slurm``: one SLUR
 What a variant retrains decides where its artifacts live, so that nothing is trained twice:
 
 * ``eval`` (only ``eval.*`` / ``generator.sample.*`` overrides): shares the default generator;
-* ``dit`` (``generator.*`` but not ``generator.vae.*``): its own model directory, on the default
+* ``dit`` (``generator.dit.*``, ``generator.obs_len``): its own model directory, on the default
   VAE (``paths.vae``), data and zoo, so its paired difference to the reference is the DiT's alone;
 * ``generator`` (``generator.vae.*``): its own model directory, on the shared data and zoo;
 * ``zoo`` (``zoo.*``, ``system.*``, ``expert.*``): its own zoo and model directories (``name=``).

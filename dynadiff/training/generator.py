@@ -105,13 +105,9 @@ def train_generator(
         params.mean(0),
         params.std(0).clamp_min(1e-6) if len(params) > 1 else torch.ones(params.shape[1]),
     )
-    z_mean, z_slopes, z_std = latent_scaling(
-        latents, (params - p_mean) / p_std, cfg["latent_norm"], model_cfg.latent_mean_degree
-    )
-    z_all = (
-        latents
-        - latent_centre(z_mean, z_slopes, (params - p_mean) / p_std, model_cfg.latent_mean_degree)
-    ) / z_std
+    params_n, degree = (params - p_mean) / p_std, model_cfg.latent_mean_degree
+    z_mean, z_slopes, z_std = latent_scaling(latents, params_n, cfg["latent_norm"], degree)
+    z_all = (latents - latent_centre(z_mean, z_slopes, params_n, degree)) / z_std
     dit, prompter, diffusion = build_generator(model_cfg)
     envs = sorted(bank.traj)
     window_params = torch.cat(
@@ -119,7 +115,7 @@ def train_generator(
     )
     prompter.fit_statistics(bank.full(envs), ((window_params - p_mean) / p_std).float())
     parts = torch.nn.ModuleDict({"dit": dit, "prompter": prompter}).to(device)
-    z_dev, params_dev = z_all.to(device), ((params - p_mean) / p_std).to(device)
+    z_dev, params_dev = z_all.to(device), params_n.to(device)
     # condition "estimate"/"head": the DiT learns p(latent | parameters) from the true parameters of
     # each expert's environment; the prompter only has to read them (the auxiliary loss)
     by_parameters = model_cfg.condition != "prompt"
