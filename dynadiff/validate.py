@@ -190,6 +190,14 @@ def _zoo(c: _Checker) -> None:
 
 def _generator(c: _Checker) -> None:
     c.int_min("generator.obs_len", 1)
+    k, n = c.get("generator.experts_per_env"), c.get("zoo.n_experts")
+    if k is not None and k is not _MISSING:  # null: every expert
+        c.int_min("generator.experts_per_env", 1)
+        if _is_int(k) and _is_int(n) and k > n:
+            c.problems.append(
+                f"generator.experts_per_env: {k} is more than the zoo's {n} experts per "
+                "environment (zoo.n_experts)"
+            )
     for part in ("vae", "dit"):
         _training(c, f"generator.{part}")
         c.int_min(f"generator.{part}.log_every", 1)

@@ -103,6 +103,13 @@ def artifact_digest(artifact: Path) -> str:
     return rec["sha256"] if rec and "sha256" in rec else file_digest(artifact)
 
 
+def zoo_digest(archive: ZooArchive) -> str:
+    """What a generator stage consumed of the zoo: the archive's bytes and the selection, if any."""
+    sha = artifact_digest(archive.path)
+    k = archive.experts_per_env
+    return sha if k is None else f"{sha}/first_{k}_per_env"
+
+
 # ---------------------------------------------------------------------- stages
 def simulate(run: Run, seed: int, shard: tuple[int, int] = (0, 1)) -> dict[str, Any]:
     """Simulate every environment (files already valid for the same config and seed are reused).
@@ -199,7 +206,7 @@ def model_config(run: Run, data: Dataset, archive: ZooArchive) -> DynaDiffConfig
 def vae(run: Run, data: Dataset, archive: ZooArchive) -> dict[str, Any]:
     """Train the weight VAE on the zoo (``vae.pt``: weights, feature normaliser, metrics)."""
     vcfg = run.cfg["generator"]["vae"]
-    inputs = {"zoo": artifact_digest(archive.path), "data": data.fingerprint()}
+    inputs = {"zoo": zoo_digest(archive), "data": data.fingerprint()}
     key = digest({"vae": vcfg, **inputs})
     path = run.layout.vae
     with run.lock(run.layout.vae_dir):  # a concurrent run waits, then reuses
@@ -244,7 +251,7 @@ def generator(run: Run, data: Dataset, archive: ZooArchive) -> DynaDiff:
     symmetry = list(run.cfg["system"]["translation_symmetry"])
     inputs = {
         "vae": artifact_digest(run.layout.vae),
-        "zoo": artifact_digest(archive.path),
+        "zoo": zoo_digest(archive),
         "data": data.fingerprint(),
     }
     key = digest({"dit": gcfg["dit"], "obs_len": gcfg["obs_len"], "symmetry": symmetry, **inputs})
@@ -520,6 +527,7 @@ def run_pipeline(run: Run, stage: str = "demo") -> dict[str, Any]:
         archive, builder = zoo(run, data, references)
     else:
         archive, builder = ZooArchive(run.layout.archive), zoo_builder(run, data)
+    archive = archive.select(run.cfg["generator"].get("experts_per_env"))
     lap("zoo")
     result: dict[str, Any] = {"model_dir": str(run.layout.model_dir)}
     if stage == "zoo":

@@ -12,6 +12,7 @@ Layout of ``zoo.h5``::
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Sequence
@@ -130,8 +131,38 @@ class ZooArchive:
                 f"({self.layout.fingerprint} != {fingerprint}); re-run consolidation"
             )
 
+        self.experts_per_env: int | None = None  # set by select()
+
     def __len__(self) -> int:
         return int(self.env_index.shape[0])
+
+    def select(self, experts_per_env: int | None) -> ZooArchive:
+        """The zoo restricted to the first ``experts_per_env`` experts (by seed) of every environment
+        (``None``: this archive).
+
+        Every expert is seeded by its (environment, seed) alone, whatever the zoo's size, so the
+        selection is exactly the zoo that ``zoo.n_experts=experts_per_env`` would build: the zoo-size
+        ablation runs on nested subsets of one zoo, paired, without training new experts.
+        """
+        if experts_per_env is None:
+            return self
+        fewest = int(torch.unique(self.env_index, return_counts=True)[1].min())
+        if not 1 <= experts_per_env <= fewest:
+            raise ValueError(
+                f"generator.experts_per_env={experts_per_env}: {self.path} has {fewest} experts "
+                f"in its smallest environment; choose 1 to {fewest} (or null: all)"
+            )
+        keep = self.seed < experts_per_env
+        view = copy.copy(self)
+        view.features = {k: v[keep] for k, v in self.features.items()}
+        view.metrics = {k: v[keep] for k, v in self.metrics.items()}
+        view.env_index, view.env_params, view.seed = (
+            self.env_index[keep],
+            self.env_params[keep],
+            self.seed[keep],
+        )
+        view.experts_per_env = experts_per_env
+        return view
 
     def graph(self, i: int) -> wg.WeightGraph:
         return wg.WeightGraph.from_features(

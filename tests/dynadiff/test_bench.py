@@ -15,6 +15,7 @@ def test_what_an_override_list_retrains():
     assert infer_retrains(("generator.vae.func_weight=0", "eval.obs_len=1")) == "generator"
     assert infer_retrains(("zoo.n_experts=2", "generator.vae.func_weight=0")) == "zoo"
     assert infer_retrains(("system.split.n_seen=6",)) == "zoo"
+    assert infer_retrains(("generator.experts_per_env=1",)) == "generator"  # a subset of one zoo
     # the DiT alone: the default VAE is shared, so the paired difference is the DiT's
     assert infer_retrains(("generator.dit.aux_weight=0", "generator.obs_len=5")) == "dit"
     assert infer_retrains(("generator.dit.aux_weight=0", "generator.vae.beta=1")) == "generator"

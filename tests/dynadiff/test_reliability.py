@@ -106,6 +106,7 @@ def _pipeline(root: Path, *overrides: str) -> dict[str, str]:
     stages.simulate(run, seed=cfg["data_seed"])
     data = Dataset(run.layout.data_dir)
     archive, _ = stages.zoo(run, data, ["one_per_env"])
+    archive = archive.select(cfg["generator"]["experts_per_env"])  # as run_pipeline does
     stages.vae(run, data, archive)
     stages.generator(run, data, archive)
     lay = run.layout
@@ -134,6 +135,7 @@ def test_each_input_change_reruns_exactly_the_stages_downstream(tmp_path, capsys
 
     assert changed("generator.dit.lr=1e-3") == {"dit"}
     assert changed("generator.vae.beta=1e-2") == {"vae", "dit"}  # a new VAE: the DiT retrains on it
+    assert changed("generator.experts_per_env=1") == {"vae", "dit"}  # a subset of the same zoo
     assert changed("data_seed=1") == {
         "data",
         "zoo",
@@ -248,6 +250,11 @@ def test_two_simulations_in_one_directory_leave_valid_identical_files(tmp_path):
             r"system.trajectories.n_train: must be an integer >= 1, got 0",
         ),
         (["zoo.n_experts=0"], r"zoo.n_experts: must be an integer >= 1"),
+        (["generator.experts_per_env=0"], r"generator.experts_per_env: must be an integer >= 1"),
+        (
+            ["zoo.n_experts=2", "generator.experts_per_env=3"],
+            r"generator.experts_per_env: 3 is more than the zoo's 2 experts per environment",
+        ),
         (["generate.num_samples=0"], r"generate.num_samples: must be an integer >= 1"),
         (
             ["generator.sample.ddim_steps=500"],

@@ -3,6 +3,7 @@
 import importlib.resources as ir
 import json
 import multiprocessing as mp
+import shutil
 import time
 
 import h5py
@@ -94,6 +95,27 @@ def test_consolidated_archive_round_trips_to_the_same_predictions(zoo):
     assert wg.to_state_dict(arch.graph(0)).keys() == {
         k for k in direct.state_dict() if k != "_metadata"
     }
+
+
+def test_the_first_k_experts_of_a_zoo_are_the_zoo_of_size_k(zoo, data_dir, tmp_path):
+    """Experts are seeded per (environment, seed), whatever the zoo's size: selecting the first k
+    of every environment gives exactly the zoo ``zoo.n_experts=k`` builds (the zoo-size ablation)."""
+    b, _ = zoo
+    full = ZooArchive(consolidate(expert_dirs(b), tmp_path / "full.h5"))
+    small = builder(resolved(n_experts=1), data_dir, tmp_path / "small")
+    shutil.copytree(b.layout.base, small.layout.base)  # the base does not depend on the zoo's size
+    small.experts()
+    alone = ZooArchive(consolidate(expert_dirs(small), tmp_path / "small.h5"))
+    chosen = full.select(1)
+    n_seen = len(b.manifest.seen)
+    assert len(full) == 2 * n_seen and len(chosen) == len(alone) == n_seen
+    for name in ("env_index", "env_params", "seed"):
+        assert torch.equal(getattr(chosen, name), getattr(alone, name))
+    assert all(torch.equal(chosen.features[k], v) for k, v in alone.features.items())
+    assert torch.equal(chosen.metrics["val_loss"], alone.metrics["val_loss"])
+    assert full.select(None) is full and (full.experts_per_env, chosen.experts_per_env) == (None, 1)
+    with pytest.raises(ValueError, match="experts_per_env=3: .* choose 1 to 2"):
+        full.select(3)
 
 
 def test_scratch_init_ablation(data_dir, tmp_path):
