@@ -130,8 +130,7 @@ class ZooArchive:
                 f"{self.path}: the expert architecture no longer matches the stored layout "
                 f"({self.layout.fingerprint} != {fingerprint}); re-run consolidation"
             )
-
-        self.experts_per_env: int | None = None  # set by select()
+        self.experts_per_env: int | None = None  # every expert (see select)
 
     def __len__(self) -> int:
         return int(self.env_index.shape[0])
@@ -156,11 +155,8 @@ class ZooArchive:
         view = copy.copy(self)
         view.features = {k: v[keep] for k, v in self.features.items()}
         view.metrics = {k: v[keep] for k, v in self.metrics.items()}
-        view.env_index, view.env_params, view.seed = (
-            self.env_index[keep],
-            self.env_params[keep],
-            self.seed[keep],
-        )
+        for name in ("env_index", "env_params", "seed"):
+            setattr(view, name, getattr(self, name)[keep])
         view.experts_per_env = experts_per_env
         return view
 
