@@ -12,7 +12,8 @@ What a variant retrains decides where its artifacts live, so that nothing is tra
 * ``eval`` (only ``eval.*`` / ``generator.sample.*`` overrides): shares the default generator;
 * ``dit`` (``generator.dit.*``, ``generator.obs_len``): its own model directory, on the default
   VAE (``paths.vae``), data and zoo, so its paired difference to the reference is the DiT's alone;
-* ``generator`` (``generator.vae.*``): its own model directory, on the shared data and zoo;
+* ``generator`` (``generator.vae.*``, ``generator.experts_per_env``): its own model directory, on
+  the shared data and zoo;
 * ``zoo`` (``zoo.*``, ``system.*``, ``expert.*``): its own zoo and model directories (``name=``).
 
 A repeat whose run directory already holds ``results.json`` made with the same overrides is
